@@ -1,0 +1,152 @@
+"""Residual and plain blocks. One small class per block *structure* (He 2015 v1, He 2016 v2).
+
+Every block is called as `block(x, ctrl, train)` with `ctrl` its scalar `BlockControls` (or None)
+and ends in `layers.residual_join` (or `layers.plain_join` for plain twins).
+
+Responses (He et al. 2015, Fig. 7) are sown into the "intermediates" collection under the names
+`response1`, `response2`, ... in branch order, one per 3x3 conv: the output of the BN that
+follows the conv, before its ReLU or the addition. In pre-activation units no BN follows the last
+conv of the branch, so that response is the conv output itself, just before the addition.
+"""
+import flax.linen as nn
+import jax
+
+from resnet_jax.models import layers
+from resnet_jax.models.layers import BlockControls
+
+
+def _shortcut(x: jax.Array, features: int, strides: int, train: bool,
+              shortcut: str) -> jax.Array:
+  """Option A/B/C shortcut of a post-activation block (projection = 1x1 conv + BN)."""
+  changes_shape = strides != 1 or x.shape[-1] != features
+  if layers.needs_projection(shortcut, changes_shape):
+    x = layers.conv1x1(features, strides=strides, name="conv_proj")(x)
+    return layers.batch_norm(train, "bn_proj")(x)
+  if changes_shape:
+    return layers.pad_shortcut(x, features, strides)
+  return x
+
+
+class BasicBlock(nn.Module):
+  """He et al. 2015 basic block: conv3x3-BN-ReLU-conv3x3-BN, add shortcut, ReLU."""
+  features: int
+  strides: int = 1
+  shortcut: str = "A"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(x)
+    y = layers.batch_norm(train, "bn1")(y)
+    self.sow("intermediates", "response1", y)
+    y = nn.relu(y)
+    y = layers.conv3x3(self.features, name="conv2")(y)
+    y = layers.batch_norm(train, "bn2")(y)
+    self.sow("intermediates", "response2", y)
+    skip = _shortcut(x, self.features, self.strides, train, self.shortcut)
+    return nn.relu(layers.residual_join(skip, y, ctrl))
+
+
+class PlainBlock(nn.Module):
+  """The plain twin of `BasicBlock`: the same two layers, no shortcut.
+
+  `ctrl.gate` = 0 replaces the block by the parameter-free option-A identity (a lesion).
+  """
+  features: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(x)
+    y = layers.batch_norm(train, "bn1")(y)
+    self.sow("intermediates", "response1", y)
+    y = nn.relu(y)
+    y = layers.conv3x3(self.features, name="conv2")(y)
+    y = layers.batch_norm(train, "bn2")(y)
+    self.sow("intermediates", "response2", y)
+    identity = layers.pad_shortcut(x, self.features, self.strides)
+    return layers.plain_join(identity, nn.relu(y), ctrl)
+
+
+class Bottleneck(nn.Module):
+  """He et al. 2015 bottleneck: 1x1 (features) - 3x3 (features) - 1x1 (4 * features).
+
+  The paper (v1) strides the first 1x1 conv; `stride_in_3x3=True` strides the 3x3 conv instead
+  (the "v1.5" placement of torchvision, Flax and MLPerf). Parameter counts are the same.
+  """
+  features: int
+  strides: int = 1
+  shortcut: str = "B"
+  stride_in_3x3: bool = False
+  expansion: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
+    y = layers.conv1x1(self.features, strides=s1, name="conv1")(x)
+    y = nn.relu(layers.batch_norm(train, "bn1")(y))
+    y = layers.conv3x3(self.features, strides=s3, name="conv2")(y)
+    y = layers.batch_norm(train, "bn2")(y)
+    self.sow("intermediates", "response1", y)
+    y = nn.relu(y)
+    y = layers.conv1x1(self.features * self.expansion, name="conv3")(y)
+    y = layers.batch_norm(train, "bn3")(y)
+    skip = _shortcut(x, self.features * self.expansion, self.strides, train, self.shortcut)
+    return nn.relu(layers.residual_join(skip, y, ctrl))
+
+
+def _preact_shortcut(x: jax.Array, pre: jax.Array, features: int, strides: int,
+                     shortcut: str, first: bool) -> jax.Array:
+  """He et al. 2016: projections take the pre-activated input ("these projection shortcuts are
+  also with pre-activation"), and so does the network's first unit, whose activation comes
+  "right after conv1 and before splitting into two paths"."""
+  changes_shape = strides != 1 or x.shape[-1] != features
+  if layers.needs_projection(shortcut, changes_shape):
+    return layers.conv1x1(features, strides=strides, name="conv_proj")(pre)
+  source = pre if first else x
+  if changes_shape:
+    return layers.pad_shortcut(source, features, strides)
+  return source
+
+
+class PreActBlock(nn.Module):
+  """He et al. 2016 full pre-activation basic unit: BN-ReLU-conv3x3-BN-ReLU-conv3x3, add."""
+  features: int
+  strides: int = 1
+  shortcut: str = "A"
+  first: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
+    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(pre)
+    y = layers.batch_norm(train, "bn2")(y)
+    self.sow("intermediates", "response1", y)
+    y = layers.conv3x3(self.features, name="conv2")(nn.relu(y))
+    self.sow("intermediates", "response2", y)
+    skip = _preact_shortcut(x, pre, self.features, self.strides, self.shortcut, self.first)
+    return layers.residual_join(skip, y, ctrl)
+
+
+class PreActBottleneck(nn.Module):
+  """He et al. 2016 pre-activation bottleneck: BN-ReLU-1x1-BN-ReLU-3x3-BN-ReLU-1x1, add.
+
+  As in the authors' released code the stride sits in the 3x3 conv.
+  """
+  features: int
+  strides: int = 1
+  shortcut: str = "B"
+  first: bool = False
+  expansion: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    out = self.features * self.expansion
+    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
+    y = layers.conv1x1(self.features, name="conv1")(pre)
+    y = nn.relu(layers.batch_norm(train, "bn2")(y))
+    y = layers.conv3x3(self.features, strides=self.strides, name="conv2")(y)
+    y = layers.batch_norm(train, "bn3")(y)
+    self.sow("intermediates", "response1", y)
+    y = layers.conv1x1(out, name="conv3")(nn.relu(y))
+    skip = _preact_shortcut(x, pre, out, self.strides, self.shortcut, self.first)
+    return layers.residual_join(skip, y, ctrl)

@@ -1,0 +1,98 @@
+"""Stages of blocks, scanned so that compile time does not grow with depth.
+
+A stage is its first block (which may change the shape: stride, width, or the network's first
+pre-activation) followed by `num_blocks - 1` identical blocks that run under `nn.scan`. The
+parameters of those blocks are stacked along a leading axis (`stage{s}/blocks/block/...`), their
+controls travel as scanned arrays, and permuting them is a gather on that axis
+(`surgery.permute_stage_blocks`). An unrolled 1202-layer net takes minutes to compile; a scanned
+one compiles in about the time of a 110-layer net.
+"""
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resnet_jax.models.layers import BlockControls
+
+ModuleDef = Callable[..., nn.Module]
+
+# Every per-block collection is stacked along the scan axis; "intermediates" too, so responses of
+# scanned blocks come out as [num_blocks - 1, ...] arrays.
+_SCANNED_COLLECTIONS = {"params": 0, "batch_stats": 0, "intermediates": 0}
+
+
+class _ScanBody(nn.Module):
+  block: ModuleDef
+  train: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls) -> tuple[jax.Array, None]:
+    return self.block(name="block")(x, ctrl, self.train), None
+
+
+class Stage(nn.Module):
+  """`first_block`, then `num_blocks - 1` scanned copies of `block`."""
+  first_block: ModuleDef
+  block: ModuleDef
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls, train: bool) -> jax.Array:
+    x = self.first_block(name="block1")(x, ctrl.at(0), train)
+    if self.num_blocks > 1:
+      scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
+                     split_rngs={"params": True, "dropout": True}, in_axes=0,
+                     length=self.num_blocks - 1)
+      x, _ = scan(block=self.block, train=train, name="blocks")(x, ctrl.slice(1, self.num_blocks))
+    return x
+
+
+def block_names(stage_sizes: Sequence[int]) -> tuple[str, ...]:
+  """Names of the residual blocks in network order: stage{s}_block{i}, both from 1."""
+  return tuple(f"stage{s + 1}_block{i + 1}" for s, n in enumerate(stage_sizes) for i in range(n))
+
+
+def check_images(images: jax.Array) -> None:
+  if images.ndim != 4:
+    raise ValueError(f"images must be [N, H, W, C] (rank 4, NHWC), got shape {images.shape}")
+
+
+def enter_blocks(module: nn.Module, x: jax.Array, controls: BlockControls | None,
+                 num_blocks: int) -> tuple[jax.Array, BlockControls]:
+  """Prepares the activations entering the first residual block.
+
+  Fills in default controls, checks their length, stacks `path_stack` copies of the batch, and
+  marks the first block's input as the "block_input" perturbation, so that
+  `jax.grad` with respect to `variables["perturbations"]["block_input"]` is the gradient with
+  respect to that input (the quantity of Veit et al.'s path analysis).
+  """
+  if controls is None:
+    controls = BlockControls.default(num_blocks)
+  if controls.num_blocks != num_blocks:
+    raise ValueError(f"controls are for {controls.num_blocks} blocks, the model has {num_blocks}")
+  if controls.path_stack:
+    x = jnp.tile(x, (controls.path_stack,) + (1,) * (x.ndim - 1))
+  if module.is_initializing():
+    # Kept out of `init`'s variables: a zero perturbation has the batch's shape, and would then
+    # break `apply` at any other batch size. Analyses pass it in explicitly.
+    return x, controls
+  return module.perturb("block_input", x), controls
+
+
+def run_stages(x: jax.Array, controls: BlockControls, train: bool, *, block_cls: ModuleDef,
+               stage_sizes: Sequence[int], widths: Sequence[int], strides: Sequence[int],
+               block_kwargs: dict[str, Any], first_block_kwargs: dict[str, Any]) -> jax.Array:
+  """Runs the stages in order; the controls are split among them by block count.
+
+  Must be called from inside a compact method (the stages become its submodules).
+  """
+  offset = 0
+  for s, (n, width, stride) in enumerate(zip(stage_sizes, widths, strides)):
+    extra = first_block_kwargs if s == 0 else {}
+    first = functools.partial(block_cls, features=width, strides=stride, **block_kwargs, **extra)
+    rest = functools.partial(block_cls, features=width, strides=1, **block_kwargs)
+    x = Stage(first, rest, n, name=f"stage{s + 1}")(x, controls.slice(offset, offset + n), train)
+    offset += n
+  return x

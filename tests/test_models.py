@@ -1,0 +1,257 @@
+"""Model zoo: parameter counts against the papers, shapes, shortcuts, controls, bad input."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax.models import BlockControls, get_model, list_models, surgery
+from resnet_jax.models import layers
+
+# ../shared/reference/papers.md §1.1, 1.2, 1.11: exact counts (conv weights without bias, BN
+# gamma/beta, dense head), which the papers round to 0.27M ... 19.4M.
+CIFAR_COUNTS = {
+    "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018,
+    "resnet110": 1_727_962, "resnet1202": 19_421_274, "preact_resnet164": 1_703_258,
+}
+IMAGENET_COUNTS = {
+    "resnet18_imagenet": 11_689_512, "resnet34_imagenet": 21_797_672,
+    "resnet50_imagenet": 25_557_032, "resnet101_imagenet": 44_549_160,
+    "resnet152_imagenet": 60_192_808,
+}
+
+
+def count_params(model, image_shape=(1, 32, 32, 3)):
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(image_shape)))
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+
+
+def tiny_variables(model, shape=(2, 8, 8, 3)):
+  images = jax.random.normal(jax.random.key(1), shape)
+  return model.init(jax.random.key(0), images), images
+
+
+@pytest.mark.parametrize("name,expected", sorted(CIFAR_COUNTS.items()))
+def test_cifar_param_counts_match_papers(name, expected):
+  assert count_params(get_model(name)) == expected
+
+
+@pytest.mark.parametrize("name,expected", sorted(IMAGENET_COUNTS.items()))
+def test_imagenet_param_counts_match_papers(name, expected):
+  assert count_params(get_model(name, num_classes=1000), (1, 64, 64, 3)) == expected
+
+
+def test_preact1001_differs_from_papers_rounded_figure():
+  # He et al. 2016 quote 10.2M; exact counting with 1x1 projections at the three stage entries
+  # gives 10,327,706 (third-party ports report 10.3M too). The gap is the paper's rounding or
+  # counting, not an architecture difference we can name, so we pin our exact count.
+  assert count_params(get_model("preact_resnet1001")) == 10_327_706
+
+
+def test_plain_twin_has_exactly_the_resnet_parameters():
+  plain = jax.eval_shape(lambda: get_model("plain20").init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  res = jax.eval_shape(lambda: get_model("resnet20").init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  chex.assert_trees_all_equal_shapes(plain["params"], res["params"])
+
+
+def test_shortcut_options_add_projections():
+  a, b, c = (count_params(get_model("resnet20", shortcut=s)) for s in "ABC")
+  assert a == 269_722
+  # B: 1x1 conv + BN at the two stage entries (16->32, 32->64).
+  assert b == a + (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+  # C: a projection in every block: 3 at 16 channels, entries as B, 2 more at 32 and 64.
+  assert c == b + 3 * (16 * 16 + 32) + 2 * (32 * 32 + 64) + 2 * (64 * 64 + 128)
+
+
+def test_preact_names_mean_the_bottleneck_nets():
+  # He et al. 2016 call the bottleneck nets of 164 and 1001 layers "ResNet-164/1001".
+  assert get_model("preact_resnet164") == get_model("preact_bottleneck164")
+  assert get_model("preact_resnet1001").num_blocks == 333
+
+
+@pytest.mark.parametrize("name", ["resnet8", "plain8", "preact_resnet8", "preact_bottleneck11",
+                                  "resnet14"])
+def test_forward_shapes_train_and_eval(name):
+  model = get_model(name, num_classes=7)
+  variables, images = tiny_variables(model)
+  logits = model.apply(variables, images, train=False)
+  chex.assert_shape(logits, (2, 7))
+  chex.assert_tree_all_finite(logits)
+  logits, state = model.apply(variables, images, train=True, mutable=["batch_stats"])
+  chex.assert_shape(logits, (2, 7))
+  chex.assert_trees_all_equal_shapes(state["batch_stats"], variables["batch_stats"])
+  # Training mode moves the running statistics (momentum 0.9, not Flax's slower 0.99 default).
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.abs(a - b).max(), state["batch_stats"],
+                                       variables["batch_stats"]))
+  assert max(moved) > 0
+
+
+def test_apply_at_another_batch_size_than_init():
+  model = get_model("resnet8")
+  variables, _ = tiny_variables(model)
+  chex.assert_shape(model.apply(variables, jnp.zeros((5, 12, 12, 3))), (5, 10))
+
+
+def test_imagenet_forward_small():
+  model = get_model("resnet50_imagenet", num_classes=5, widths=(8, 8, 8, 8))
+  variables, images = tiny_variables(model, (1, 32, 32, 3))
+  chex.assert_shape(model.apply(variables, images), (1, 5))
+
+
+def test_stride_in_3x3_moves_the_stride():
+  base = get_model("resnet50_imagenet", num_classes=5, widths=(8, 8, 8, 8))
+  v15 = get_model("resnet50_imagenet", num_classes=5, widths=(8, 8, 8, 8), stride_in_3x3=True)
+  images = jnp.zeros((1, 32, 32, 3))
+  p1 = jax.eval_shape(lambda: base.init(jax.random.key(0), images))["params"]
+  p2 = jax.eval_shape(lambda: v15.init(jax.random.key(0), images))["params"]
+  chex.assert_trees_all_equal_shapes(p1, p2)
+  cap1 = base.apply(base.init(jax.random.key(0), images), images, capture_intermediates=True,
+                    mutable=["intermediates"])[1]["intermediates"]["stage2"]["block1"]
+  cap2 = v15.apply(v15.init(jax.random.key(0), images), images, capture_intermediates=True,
+                   mutable=["intermediates"])[1]["intermediates"]["stage2"]["block1"]
+  # v1 halves the map in conv1 (1x1), v1.5 only in conv2 (3x3).
+  assert cap1["conv1"]["__call__"][0].shape[1] == 4
+  assert cap2["conv1"]["__call__"][0].shape[1] == 8
+  assert cap2["conv2"]["__call__"][0].shape[1] == 4
+
+
+def test_option_a_shortcut_pads_zeros_and_subsamples():
+  x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+  y = layers.pad_shortcut(x, 5, 2)
+  chex.assert_shape(y, (2, 2, 2, 5))
+  np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
+  np.testing.assert_array_equal(y[..., 3:], 0)
+
+
+def test_block_names_and_counts():
+  model = get_model("resnet20")
+  assert model.num_blocks == 9
+  assert model.block_names()[:4] == ("stage1_block1", "stage1_block2", "stage1_block3",
+                                     "stage2_block1")
+  assert surgery.stage_block_counts(model) == (3, 3, 3)
+  assert get_model("resnet152_imagenet").num_blocks == 50
+
+
+def test_gate_zero_deletes_branch_and_default_controls_change_nothing():
+  model = get_model("resnet20")
+  variables, images = tiny_variables(model)
+  plain_call = model.apply(variables, images)
+  ones = BlockControls.default(model.num_blocks)
+  np.testing.assert_array_equal(model.apply(variables, images, controls=ones), plain_call)
+  gate = ones.gate.at[2].set(0.0)
+  lesioned = model.apply(variables, images, controls=ones.replace(gate=gate))
+  assert not np.allclose(lesioned, plain_call)
+  # Deleting a branch is the same as zeroing its last BN's scale and bias (branch output 0).
+  params = jax.tree.map(lambda a: a, variables["params"])
+  bn2 = params["stage1"]["blocks"]["block"]["bn2"]
+  bn2["scale"] = bn2["scale"].at[1].set(0.0)   # scanned index 1 = stage1_block3 = block 2
+  bn2["bias"] = bn2["bias"].at[1].set(0.0)
+  by_hand = model.apply({**variables, "params": params}, images)
+  np.testing.assert_allclose(lesioned, by_hand, atol=1e-6)
+
+
+def test_route_controls_keep_forward_values():
+  model = get_model("preact_resnet14")
+  variables, images = tiny_variables(model)
+  route = BlockControls.route(jnp.array([1, 0, 1, 0, 0, 1.0]))
+  np.testing.assert_allclose(model.apply(variables, images, controls=route),
+                             model.apply(variables, images), atol=1e-6)
+
+
+def test_route_controls_cut_gradients():
+  model = get_model("resnet14")
+  variables, images = tiny_variables(model)
+
+  def loss(params, controls):
+    return model.apply({**variables, "params": params}, images, controls=controls).sum()
+
+  def block_kernel_grads(grads):
+    return [float(jnp.abs(g).max()) for path, g in jax.tree_util.tree_leaves_with_path(grads)
+            if "stage" in jax.tree_util.keystr(path) and "kernel" in jax.tree_util.keystr(path)]
+
+  # The all-skip route is the path of length 0: the gradient reaches the stem through the skips
+  # alone, and none enters any residual branch.
+  grads = jax.grad(loss)(variables["params"], BlockControls.route(jnp.zeros(6)))
+  assert float(jnp.abs(grads["stem_conv"]["kernel"]).max()) > 0.0
+  assert max(block_kernel_grads(grads)) == 0.0
+  grads = jax.grad(loss)(variables["params"], BlockControls.default(6))
+  assert min(block_kernel_grads(grads)) > 0.0
+
+
+def test_controls_compile_once_for_different_gates():
+  model = get_model("resnet14")
+  variables, images = tiny_variables(model)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def forward(gate):
+    controls = BlockControls.default(6).replace(gate=gate)
+    return model.apply(variables, images, controls=controls)
+
+  a = forward(jnp.ones(6))
+  b = forward(jnp.array([1, 0, 1, 1, 0, 1.0]))
+  assert not np.allclose(a, b)
+
+
+def test_permute_stage_blocks_reorders_scanned_blocks():
+  model = get_model("resnet20")
+  variables, images = tiny_variables(model)
+  identity = surgery.permute_stage_blocks(variables, 2, jnp.array([0, 1]))
+  np.testing.assert_array_equal(model.apply(identity, images), model.apply(variables, images))
+  swapped = surgery.permute_stage_blocks(variables, 2, jnp.array([1, 0]))
+  kernel = variables["params"]["stage2"]["blocks"]["block"]["conv1"]["kernel"]
+  np.testing.assert_array_equal(swapped["params"]["stage2"]["blocks"]["block"]["conv1"]["kernel"],
+                                kernel[::-1])
+  assert not np.allclose(model.apply(swapped, images), model.apply(variables, images))
+
+
+def test_responses_in_layer_order():
+  model = get_model("resnet20")
+  variables, images = tiny_variables(model)
+  _, state = model.apply(variables, images, mutable=["intermediates"])
+  names = [n for n, _ in surgery.responses_in_order(state["intermediates"])]
+  assert len(names) == 1 + 2 * 9  # stem + two 3x3 convs per block: 19 of ResNet-20's 3x3 convs
+  assert names[:4] == ["stem", "stage1_block1_response1", "stage1_block1_response2",
+                       "stage1_block2_response1"]
+  assert names[-1] == "stage3_block3_response2"
+  # The default call records nothing.
+  assert "intermediates" not in model.init(jax.random.key(0), images)
+
+
+def test_list_models_all_build():
+  for name in list_models():
+    assert get_model(name).num_blocks >= 1
+
+
+@pytest.mark.parametrize("name,pattern", [
+    ("resnet21", "6n\\+2"), ("resnet1", "6n\\+2"), ("preact_bottleneck21", "9n\\+2"),
+    ("resnet", "valid names"), ("vgg16", "valid names"), ("resnet19_imagenet", "18, 34"),
+    ("plain50_imagenet", "18, 34"),
+])
+def test_bad_names_raise_with_valid_choices(name, pattern):
+  with pytest.raises(ValueError, match=pattern):
+    get_model(name)
+
+
+def test_bad_overrides_raise():
+  with pytest.raises(ValueError, match="'A', 'B', 'C'"):
+    get_model("resnet20", shortcut="D")
+  with pytest.raises(ValueError, match="num_classes"):
+    get_model("resnet20", num_classes=0)
+  with pytest.raises(ValueError, match="shortcut"):
+    get_model("plain20", shortcut="B")  # a plain net has no shortcut to choose
+  with pytest.raises(ValueError, match="stride_in_3x3"):
+    get_model("resnet20", stride_in_3x3=True)
+
+
+def test_bad_image_rank_raises():
+  model = get_model("resnet8")
+  with pytest.raises(ValueError, match="rank 4"):
+    model.init(jax.random.key(0), jnp.zeros((8, 8, 3)))
+
+
+def test_bad_control_length_raises():
+  model = get_model("resnet8")
+  variables, images = tiny_variables(model)
+  with pytest.raises(ValueError, match="controls are for 5 blocks"):
+    model.apply(variables, images, controls=BlockControls.default(5))
