@@ -1,0 +1,75 @@
+"""Device-side data order and augmentation, meant to run inside the jitted train step.
+
+Both functions are pure functions of their PRNG key (and step), so a run is reproducible from its
+seed and a resumed run sees exactly the batches it would have seen without the interruption.
+"""
+import jax
+import jax.numpy as jnp
+
+
+def pad_crop_flip(rng: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool = True
+                  ) -> jax.Array:
+  """He et al. 2015's CIFAR augmentation: pad, random crop, random horizontal flip.
+
+  The padding is zeros of the *normalised* images, i.e. the training mean (the mean image under
+  "pixel_mean" normalisation) in pixel space, as in the paper's code where padding follows mean
+  subtraction. Every image draws its own crop offset, uniform over the (2*pad+1)^2 positions, and
+  its own flip with probability 1/2.
+
+  Args:
+    rng: PRNG key.
+    images: [N, H, W, C] normalised images.
+    pad: pixels of zeros added on each side before cropping back to H x W; 0 disables cropping.
+    flip: whether to mirror each image left-right with probability 1/2.
+  Returns:
+    [N, H, W, C] augmented images; `images` itself when pad == 0 and not flip.
+  """
+  if pad < 0:
+    raise ValueError(f"pad must be >= 0, got {pad}")
+  n, height, width, channels = images.shape
+  crop_rng, flip_rng = jax.random.split(rng)
+  out = images
+  if pad:
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    offsets = jax.random.randint(crop_rng, (n, 2), 0, 2 * pad + 1)
+
+    def crop(image, offset):
+      return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
+
+    # vmap turns the per-image dynamic_slice into one gather: no Python loop, any batch size.
+    out = jax.vmap(crop)(padded, offsets)
+  if flip:
+    mirror = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
+    out = jnp.where(mirror, out[:, :, ::-1, :], out)
+  return out
+
+
+def batch_indices(seed_rng: jax.Array, step: jax.Array, num_examples: int, batch_size: int
+                  ) -> jax.Array:
+  """Indices of the examples in batch `step`, a function of (seed_rng, step) only.
+
+  The data order is the endless stream perm_0, perm_1, perm_2, ... where perm_e is a permutation
+  of range(num_examples) drawn from fold_in(seed_rng, e), and batch `step` is the stream's
+  positions [step * batch_size, (step + 1) * batch_size). So every example appears exactly once in
+  each epoch's worth of positions even when num_examples % batch_size != 0: a batch that straddles
+  an epoch boundary finishes perm_e and takes its remainder from the start of perm_{e+1}, and no
+  example is dropped or repeated. The epoch of batch `step` is step * batch_size // num_examples.
+
+  Args:
+    seed_rng: PRNG key of the data order.
+    step: scalar int, may be traced. Positions are int32, so step * batch_size < 2**31.
+    num_examples: static size of the training set.
+    batch_size: static, 1 <= batch_size <= num_examples, so a batch spans at most two epochs.
+  Returns:
+    [batch_size] int32 indices into the training set.
+  """
+  if not 1 <= batch_size <= num_examples:
+    raise ValueError(f"batch_size must lie in [1, num_examples={num_examples}], got {batch_size}")
+  start = jnp.asarray(step, jnp.int32) * batch_size
+  epoch = start // num_examples
+  positions = start + jnp.arange(batch_size, dtype=jnp.int32)
+  within = positions % num_examples
+  this_epoch = jax.random.permutation(jax.random.fold_in(seed_rng, epoch), num_examples)
+  next_epoch = jax.random.permutation(jax.random.fold_in(seed_rng, epoch + 1), num_examples)
+  index = jnp.where(positions // num_examples == epoch, this_epoch[within], next_epoch[within])
+  return index.astype(jnp.int32)

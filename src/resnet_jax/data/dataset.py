@@ -1,0 +1,234 @@
+"""`load_dataset`: every data set as normalised float32 numpy arrays, split into train/val/test.
+
+The whole data set lives in host memory (CIFAR's 60k images are 0.7 GB as float32) and batches are
+picked on device by `resnet_jax.augment.batch_indices`, so there is no input pipeline to tune.
+
+Sources and defaults:
+
+| name          | source                                          | native  | val   | test   |
+|---------------|-------------------------------------------------|---------|-------|--------|
+| digits        | sklearn.datasets.load_digits (1,797 real scans) | 8x8x1   | 200   | 400    |
+| fashion_mnist | IDX files (data_dir, else Debian's), else tfds  | 28x28x1 | 5,000 | 10,000 |
+| cifar10       | official archive if `archive`, else tfds        | 32x32x3 | 5,000 | 10,000 |
+| cifar100      | official archive if `archive`, else tfds        | 32x32x3 | 5,000 | 10,000 |
+| synthetic     | seeded noise around one template per class      | 32x32x3 | 0     | 2,000  |
+
+("val": training images held out as the validation split, by default.)
+
+digits has no official test split: a fixed stratified 400 (seed 0 whatever `seed` is, so test
+numbers stay comparable across runs) is the test split, and the validation images come out of the
+remaining 1,397, giving 1,197 / 200 / 400. Digits are upsampled to 16x16 by default so that a
+three-stage CIFAR ResNet sees 16/8/4 feature maps instead of 8/4/2.
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from resnet_jax.data import cifar, idx, tfds_source, transforms
+from resnet_jax.data.errors import DataUnavailableError
+
+DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+NORMALIZATIONS = transforms.NORMALIZATIONS
+
+DEFAULT_VAL_SIZE = {"digits": 200, "fashion_mnist": 5000, "cifar10": 5000, "cifar100": 5000,
+                    "synthetic": 0}
+DEFAULT_IMAGE_SIZE = {"digits": 16}
+NUM_CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
+
+DIGITS_TEST_SIZE = 400
+DIGITS_TEST_SEED = 0
+SYNTHETIC_TRAIN_SIZE = 10_000
+SYNTHETIC_TEST_SIZE = 2_000
+SYNTHETIC_SHAPE = (32, 32, 3)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """A data set in memory, normalised with statistics of its training split.
+
+  Attributes:
+    name: one of DATASETS.
+    train_images: [N, H, W, C] float32, normalised.
+    train_labels: [N] int32 in [0, num_classes).
+    val_images: [M, H, W, C] float32 held out of the official training split (M may be 0).
+    val_labels: [M] int32.
+    test_images: [T, H, W, C] float32.
+    test_labels: [T] int32.
+    num_classes: number of classes.
+    normalization: "pixel_mean" or "channel_mean_std".
+    mean: subtracted after scaling pixels to [0, 1]; [H, W, C] for "pixel_mean", [1, 1, C] for
+      "channel_mean_std".
+    std: [1, 1, C] divisor after the subtraction (ones for "pixel_mean").
+  """
+  name: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  val_images: np.ndarray
+  val_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  normalization: str = "pixel_mean"
+  mean: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 1, 1), np.float32))
+  std: np.ndarray = dataclasses.field(default_factory=lambda: np.ones((1, 1, 1), np.float32))
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of every image."""
+    return tuple(self.train_images.shape[1:])
+
+  def denormalize(self, images: np.ndarray) -> np.ndarray:
+    """Maps [..., H, W, C] normalised images back to [0, 1] pixels, e.g. for plotting."""
+    return images * self.std + self.mean
+
+  def __repr__(self) -> str:
+    # The default repr would print every pixel.
+    return (f"Dataset({self.name!r}, train={self.train_images.shape}, "
+            f"val={self.val_images.shape}, test={self.test_images.shape}, "
+            f"num_classes={self.num_classes}, normalization={self.normalization!r})")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+  if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                            or value < minimum):
+    raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
+
+
+def _digits() -> dict:
+  from sklearn.datasets import load_digits  # sklearn ships the file; nothing is downloaded.
+  bunch = load_digits()
+  images = bunch.images.astype(np.uint8)[..., None]  # [1797, 8, 8, 1], values 0..16
+  labels = bunch.target.astype(np.int32)
+  pool, test = transforms.stratified_split(labels, DIGITS_TEST_SIZE, DIGITS_TEST_SEED)
+  return dict(train_images=images[pool], train_labels=labels[pool], test_images=images[test],
+              test_labels=labels[test], max_value=16.0)
+
+
+def _synthetic(seed: int, image_size: int | None, train_size: int, test_size: int) -> dict:
+  height, width, channels = SYNTHETIC_SHAPE
+  if image_size is not None:
+    height = width = image_size
+  rng = np.random.default_rng(seed)
+  num_classes = NUM_CLASSES["synthetic"]
+  # Half a fixed template per class, half fresh noise: learnable, so a smoke run's loss must fall,
+  # yet not so easy that a benchmark step differs from a real one (the cost does not depend on it).
+  templates = rng.random((num_classes, height, width, channels), dtype=np.float32)
+
+  def draw(n):
+    labels = rng.integers(0, num_classes, n).astype(np.int32)
+    noise = rng.random((n, height, width, channels), dtype=np.float32)
+    return 0.5 * templates[labels] + 0.5 * noise, labels
+
+  train_images, train_labels = draw(train_size)
+  test_images, test_labels = draw(test_size)
+  return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
+              test_labels=test_labels, max_value=1.0)
+
+
+def _fashion_mnist(data_dir: str) -> dict:
+  directory = data_dir or idx.DEBIAN_FASHION_MNIST_DIR
+  files = idx.find_fashion_mnist_files(directory) if os.path.isdir(directory) else None
+  if files is not None:
+    return dict(idx.read_fashion_mnist(files), max_value=255.0)
+  # No IDX files: the same data may have been prepared for tfds (in data_dir when given).
+  try:
+    return dict(tfds_source.read_tfds("fashion_mnist", data_dir), max_value=255.0)
+  except DataUnavailableError as err:
+    raise DataUnavailableError(f"no Fashion-MNIST IDX files in {directory}, and {err}") from None
+
+
+def _cifar(name: str, data_dir: str, archive: str) -> dict:
+  if archive:
+    if not os.path.isfile(archive):
+      raise DataUnavailableError(f"--config.archive={archive} does not exist. To get {name}, "
+                                 f"either\n{tfds_source.how_to_get(name, data_dir)}")
+    return dict(cifar.read_cifar_archive(archive, name), max_value=255.0)
+  return dict(tfds_source.read_tfds(name, data_dir), max_value=255.0)
+
+
+def load_dataset(name: str, *, data_dir: str = "", archive: str = "", val_size: int | None = None,
+                 normalization: str = "pixel_mean", seed: int = 0, image_size: int | None = None,
+                 limit: int | None = None) -> Dataset:
+  """Loads, splits, resizes and normalises a data set.
+
+  Steps, in order: read the official train/test splits; hold `val_size` training images out as
+  validation (stratified by class, chosen by `seed`); keep the first `limit` images of each split;
+  scale pixels to [0, 1]; resize; normalise every split with statistics of the training split as
+  kept (so that with `limit` the statistics describe exactly the images trained on).
+
+  Args:
+    name: one of DATASETS.
+    data_dir: fashion_mnist: a directory holding the four IDX files, else a tfds data_dir;
+      cifar10/100: a tfds data_dir. "" means /usr/share/datasets/fashion-mnist for fashion_mnist
+      and tfds's default directory otherwise. Unused by digits and synthetic.
+    archive: cifar10/100 only: path of the official python .tar.gz; read instead of tfds.
+    val_size: training images held out as validation; None means DEFAULT_VAL_SIZE[name] (5,000 for
+      CIFAR is He et al. 2015's 45k/5k split). 0 gives an empty validation split.
+    normalization: "pixel_mean" (He et al. 2015: subtract the per-pixel mean image) or
+      "channel_mean_std" (per-channel standardisation).
+    seed: chooses the validation images; for synthetic also generates the images.
+    image_size: resize to image_size x image_size, bilinearly (see `transforms.resize_bilinear`);
+      None means DEFAULT_IMAGE_SIZE (16 for digits) or the native size. synthetic is generated at
+      that size directly.
+    limit: keep only the first `limit` images of each split after the validation split. For
+      synthetic it is also the number generated: `limit` train (plus `val_size`) and `limit` test
+      images, or SYNTHETIC_TRAIN_SIZE / SYNTHETIC_TEST_SIZE when None.
+  Returns:
+    The Dataset; images [*, H, W, C] float32, labels int32.
+  Raises:
+    ValueError: on an unknown name or normalization, `archive` for a non-CIFAR data set, a negative
+      or non-integer val_size/limit/image_size, or val_size not smaller than the training split.
+    DataUnavailableError: if the data is not on this machine; the message says how to get it.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+  _check_int("val_size", val_size, 0)
+  _check_int("limit", limit, 1)
+  _check_int("image_size", image_size, 1)
+  if archive and name not in ("cifar10", "cifar100"):
+    raise ValueError(f"archive= is only for ('cifar10', 'cifar100'), not {name!r}")
+  val_size = DEFAULT_VAL_SIZE[name] if val_size is None else int(val_size)
+  image_size = DEFAULT_IMAGE_SIZE.get(name) if image_size is None else int(image_size)
+
+  if name == "digits":
+    raw = _digits()
+  elif name == "synthetic":
+    train_size = SYNTHETIC_TRAIN_SIZE if limit is None else limit
+    raw = _synthetic(seed, image_size, train_size + val_size,
+                     SYNTHETIC_TEST_SIZE if limit is None else limit)
+  elif name == "fashion_mnist":
+    raw = _fashion_mnist(data_dir)
+  else:
+    raw = _cifar(name, data_dir, archive)
+
+  num_train = raw["train_labels"].shape[0]
+  if val_size >= num_train:
+    raise ValueError(f"val_size={val_size} must be smaller than the {num_train} training images "
+                     f"of {name}")
+  kept, held = transforms.stratified_split(raw["train_labels"], val_size, seed)
+  all_test = np.arange(raw["test_labels"].shape[0])
+  splits = {"train": (raw["train_images"], raw["train_labels"], kept),
+            "val": (raw["train_images"], raw["train_labels"], held),
+            "test": (raw["test_images"], raw["test_labels"], all_test)}
+
+  arrays = {}
+  for split, (images, labels, index) in splits.items():
+    index = index[:limit]
+    x = images[index].astype(np.float32) / np.float32(raw["max_value"])
+    if image_size is not None:
+      x = transforms.resize_bilinear(x, image_size)
+    arrays[f"{split}_images"] = x
+    arrays[f"{split}_labels"] = labels[index].astype(np.int32)
+
+  mean, std = transforms.normalization_stats(arrays["train_images"], normalization)
+  for split in ("train", "val", "test"):
+    x = arrays[f"{split}_images"]
+    # In place: CIFAR's float32 copy is large enough that a second one matters.
+    x -= mean
+    if normalization != "pixel_mean":
+      x /= std
+  return Dataset(name=name, num_classes=NUM_CLASSES[name], normalization=normalization, mean=mean,
+                 std=std, **arrays)
