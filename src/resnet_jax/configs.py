@@ -1,0 +1,51 @@
+"""The base training config: He et al. 2015's CIFAR-10 recipe (§4.2), every field documented.
+
+Config files in `experiments/configs/` start from `base_config()` and change what their setting
+needs; the training command locks the result, so a typo in an override is an error.
+"""
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Model: a `resnet_jax.models.get_model` name; `shortcut` "" keeps the model's default.
+  c.model = "resnet20"
+  c.shortcut = ""
+  # Data (`resnet_jax.data.load_dataset`).
+  c.dataset = "cifar10"
+  c.archive = ""            # path to an official cifar-10/100-python.tar.gz, or "" for tfds
+  c.data_dir = ""           # tfds data_dir, or the directory of Fashion-MNIST's IDX files
+  c.val_size = -1           # training images held out for validation; -1: the data set's default
+  c.normalization = "pixel_mean"  # He 2015: per-pixel mean subtracted; or "channel_mean_std"
+  c.image_size = 0          # 0: the data set's default size
+  c.limit = 0               # 0: every image; N: the first N of each split (smoke runs)
+  c.augment_pad = 4         # He 2015: 4-pixel zero pad + random crop ...
+  c.augment_flip = True     # ... + horizontal flip
+  # Optimisation: SGD momentum 0.9, weight decay 1e-4 on all parameters, batch 128.
+  c.batch_size = 128
+  c.num_steps = 64_000
+  c.learning_rate = 0.1
+  # Divide the rate by 10 at these fractions of num_steps: 32k and 48k of 64k in the paper.
+  c.lr_boundaries = (0.5, 0.75)
+  c.lr_decay = 0.1
+  c.momentum = 0.9
+  c.nesterov = False        # He 2015 (Caffe) is plain momentum; fb.resnet.torch used Nesterov
+  c.weight_decay = 1e-4
+  c.decay_batch_norm = True  # the papers' code decays BN scale/bias too; False masks them out
+  # Warm-up (ResNet-110/1202): "none", "steps" (warmup_lr for warmup_steps) or "error"
+  # (warmup_lr until a training batch's error falls below warmup_error, as the paper words it).
+  c.warmup = "none"
+  c.warmup_steps = 400
+  c.warmup_lr = 0.01
+  c.warmup_error = 0.8
+  # BatchNorm over the global batch (jit over the mesh); True: per-device statistics through
+  # shard_map, to match multi-GPU reference runs.
+  c.per_device_bn = False
+  # Loop.
+  c.seed = 0
+  c.log_every = 50
+  c.eval_every = 2000
+  c.checkpoint_every = 2000
+  c.keep_checkpoints = 3
+  c.eval_batch_size = 500
+  return c

@@ -1,0 +1,99 @@
+"""Where compilation happens: the pure steps jitted over a device mesh.
+
+The default is jit over a one-axis ("data") mesh of every device: the batch is sharded, the state
+replicated and donated, and XLA inserts the gradient all-reduce; BatchNorm then sees the global
+batch (synchronised BN). `per_device_bn=True` runs the same step under `jax.shard_map`, each
+device normalising with its own shard's statistics, as multi-GPU reference runs did with pmap.
+"""
+import functools
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from resnet_jax import steps
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A one-axis mesh over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """Places a host array that every process holds in full; each process fills its own devices
+  (works on one host and across hosts alike)."""
+  array = np.asarray(array)
+  return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  if batch_size % mesh.size:
+    raise ValueError(f"batch size {batch_size} must be a multiple of the {mesh.size} devices")
+
+
+def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
+                       per_device_bn: bool = False) -> Callable:
+  """Jits `step_fn` (steps.train_step with its keywords bound) over `mesh`.
+
+  Returns:
+    step(state, train_images, train_labels, data_rng, aug_rng) -> (state, metrics). The training
+    set is device-resident and replicated; the step gathers its batch from it on device, so the
+    host never feeds the loop. `state` is donated.
+  """
+  check_batch_size(batch_size, mesh)
+  batch_sharding = sharded(mesh)
+
+  def full_step(state, images, labels, data_rng, aug_rng):
+    batch = steps.select_batch(images, labels, data_rng, state.step, batch_size)
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    if not per_device_bn:
+      return step_fn(state, batch, aug_rng)
+    per_device = jax.shard_map(functools.partial(step_fn, grad_axis=DATA_AXIS), mesh=mesh,
+                               in_specs=(P(), P(DATA_AXIS), P()), out_specs=(P(), P()))
+    return per_device(state, batch, aug_rng)
+
+  repl = replicated(mesh)
+  return jax.jit(full_step, in_shardings=(repl,) * 5, out_shardings=(repl, repl),
+                 donate_argnums=0)
+
+
+def compile_eval_step(eval_fn: Callable, mesh: Mesh) -> Callable:
+  """Jits steps.eval_step (model bound) with the batch sharded over `mesh`."""
+  repl = replicated(mesh)
+  return jax.jit(eval_fn, in_shardings=(repl, sharded(mesh)), out_shardings=repl)
+
+
+def evaluate(eval_step: Callable, state, images: np.ndarray, labels: np.ndarray, mesh: Mesh,
+             batch_size: int) -> dict[str, float]:
+  """Error and mean loss over a whole split, in fixed-size padded batches (one compile)."""
+  if len(images) == 0:
+    return {"error": float("nan"), "loss": float("nan")}
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  totals = None
+  for start in range(0, len(images), batch_size):
+    chunk = slice(start, start + batch_size)
+    count = len(images[chunk])
+    pad = batch_size - count
+    batch = {
+        "image": np.pad(images[chunk], ((0, pad),) + ((0, 0),) * (images.ndim - 1)),
+        "label": np.pad(labels[chunk], (0, pad)),
+        "mask": np.pad(np.ones(count, np.float32), (0, pad)),
+    }
+    batch = {k: put_global(v, sharded(mesh)) for k, v in batch.items()}
+    sums = eval_step(state, batch)
+    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+  totals = jax.device_get(totals)
+  return {"error": float(totals["error_sum"] / totals["count"]),
+          "loss": float(totals["loss_sum"] / totals["count"])}

@@ -1,0 +1,191 @@
+"""Train step, data-parallel compilation, the loop, checkpoints that resume, bad runs."""
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax import checkpoint, configs, metrics_io, optim, parallel, steps, train
+from resnet_jax.models import get_model
+from resnet_jax.train_state import create_train_state
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = configs.base_config()
+  config.update(dict(model="resnet8", dataset="digits", image_size=8, limit=64, val_size=32,
+                     batch_size=16, num_steps=6, log_every=2, eval_every=3, checkpoint_every=3,
+                     eval_batch_size=32, augment_pad=1, augment_flip=False))
+  config.update(overrides)
+  return config
+
+
+def make_step(config, model, mesh, per_device_bn=False):
+  tx = optim.make_optimizer(config)
+  step_fn = functools.partial(steps.train_step, model=model, tx=tx,
+                              learning_rate_fn=optim.learning_rate_schedule(config),
+                              augment_pad=config.augment_pad, augment_flip=config.augment_flip)
+  chex.clear_trace_counter()  # each mesh compiles once; count per mesh
+
+  @chex.assert_max_traces(n=1)
+  def traced(*args, **kwargs):
+    return step_fn(*args, **kwargs)
+
+  compiled = parallel.compile_train_step(traced, mesh, batch_size=config.batch_size,
+                                         per_device_bn=per_device_bn)
+  state = create_train_state(model, tx, jax.random.key(0), (8, 8, 1))
+  return compiled, jax.device_put(state, parallel.replicated(mesh))
+
+
+def run_steps(config, devices, num_steps, per_device_bn=False, num_examples=64):
+  mesh = parallel.make_mesh(devices)
+  model = get_model(config.model)
+  compiled, state = make_step(config, model, mesh, per_device_bn)
+  repl = parallel.replicated(mesh)
+  images = np.asarray(jax.random.normal(jax.random.key(1), (num_examples, 8, 8, 1)))
+  images = parallel.put_global(images, repl)
+  labels = parallel.put_global(np.arange(num_examples, dtype=np.int32) % 10, repl)
+  keys = jax.device_put((jax.random.key(2), jax.random.key(3)), repl)
+  losses = []
+  for _ in range(num_steps):
+    state, metrics = compiled(state, images, labels, *keys)
+    losses.append(float(metrics["loss"]))
+  return state, losses
+
+
+def test_four_devices_match_one_device_and_compile_once():
+  assert jax.device_count() == 4, "conftest fakes 4 CPU devices"
+  config = tiny_config()
+  one, losses_one = run_steps(config, jax.devices()[:1], 4)
+  four, losses_four = run_steps(config, jax.devices(), 4)
+  np.testing.assert_allclose(losses_one, losses_four, rtol=1e-5)
+  chex.assert_trees_all_close(one.params, four.params, atol=1e-5, rtol=1e-4)
+  chex.assert_trees_all_close(one.batch_stats, four.batch_stats, atol=1e-5, rtol=1e-4)
+  assert int(four.step) == 4
+  assert four.params["head"]["kernel"].sharding.is_fully_replicated
+
+
+def test_loss_drops_on_a_fixed_batch():
+  # One batch of 16 = the whole (shuffled) set, so every step sees the same examples.
+  _, losses = run_steps(tiny_config(augment_pad=0), jax.devices()[:1], 12, num_examples=16)
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_per_device_batch_norm_runs_under_shard_map():
+  config = tiny_config()
+  per_device, _ = run_steps(config, jax.devices(), 2, per_device_bn=True)
+  global_bn, _ = run_steps(config, jax.devices(), 2)
+  chex.assert_tree_all_finite(per_device.params)
+  # Normalising each 4-image shard by its own statistics is a different computation.
+  assert not np.allclose(per_device.params["head"]["kernel"], global_bn.params["head"]["kernel"])
+  # On one device, per-device BN is global BN.
+  a, _ = run_steps(config, jax.devices()[:1], 2, per_device_bn=True)
+  b, _ = run_steps(config, jax.devices()[:1], 2)
+  chex.assert_trees_all_close(a.params, b.params, atol=1e-5, rtol=1e-4)
+
+
+def test_batch_size_must_divide_over_devices():
+  with pytest.raises(ValueError, match="multiple of the 4 devices"):
+    run_steps(tiny_config(batch_size=18), jax.devices(), 1)
+
+
+def test_train_and_evaluate_writes_metrics_results_and_checkpoints(tmp_path):
+  results = train.train_and_evaluate(tiny_config(), str(tmp_path), progress=False)
+  assert results["steps"] == 6
+  assert 0.0 <= results["test_error"] <= 1.0
+  assert results["best_val_step"] in (3, 6)
+  model = get_model("resnet8")
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))))
+  assert results["num_params"] == sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+  records = metrics_io.read_metrics(str(tmp_path))
+  assert [r["step"] for r in records if "loss" in r] == [2, 3, 4, 6]
+  for key in ("loss", "train_error", "lr", "images_per_s", "grad_norm"):
+    assert key in records[0]
+  assert {r["step"] for r in records if "test_error" in r} == {3, 6}
+  assert os.listdir(tmp_path / "tensorboard")
+  assert checkpoint.manager(str(tmp_path)).latest_step() == 6
+  saved = metrics_io.read_json(str(tmp_path / "results.json"))
+  assert saved["device_count"] == 4 and saved["test_error"] == results["test_error"]
+
+
+def test_rerun_resumes_and_refuses_another_config(tmp_path):
+  train.train_and_evaluate(tiny_config(num_steps=3), str(tmp_path), progress=False)
+  # Same config with more steps would change the schedule: refused, with the difference named.
+  with pytest.raises(train.ConfigMismatchError, match="num_steps"):
+    train.train_and_evaluate(tiny_config(num_steps=6), str(tmp_path), progress=False)
+  with pytest.raises(train.ConfigMismatchError, match="model"):
+    train.train_and_evaluate(tiny_config(num_steps=3, model="plain8"), str(tmp_path),
+                             progress=False)
+  # Loop-only fields may change; the run resumes where it stopped.
+  results = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1), str(tmp_path),
+                                     progress=False)
+  assert results["resumed_from_step"] == 3
+  results = train.train_and_evaluate(tiny_config(num_steps=6, model="plain8"), str(tmp_path),
+                                     start_over=True, progress=False)
+  assert results["resumed_from_step"] == 0 and results["steps"] == 6
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  # Three sane warm-up steps (checkpointed at step 3), then a rate that overflows the weights.
+  bad = tiny_config(num_steps=12, warmup="steps", warmup_steps=3, warmup_lr=0.01,
+                    learning_rate=1e30, log_every=1, checkpoint_every=3)
+  with pytest.raises(train.NonFiniteError, match="non-finite"):
+    train.train_and_evaluate(bad, str(tmp_path), progress=False)
+  assert checkpoint.manager(str(tmp_path)).latest_step() == 3
+  good = _final_params(tmp_path)
+  chex.assert_tree_all_finite(good)
+
+
+def _launch(workdir, steps_, extra=()):
+  cmd = [sys.executable, "-m", "resnet_jax.train", "--config=experiments/configs/digits.py:resnet8",
+         f"--workdir={workdir}", f"--config.num_steps={steps_}", "--config.image_size=8",
+         "--config.batch_size=16", "--config.log_every=1", "--config.eval_every=1000",
+         "--config.checkpoint_every=4", "--config.limit=128", *extra]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+
+
+def _final_params(workdir):
+  mngr = checkpoint.manager(str(workdir))
+  restored = mngr.restore(mngr.latest_step())
+  return restored["params"]
+
+
+def test_sigkill_and_resume_ends_with_exactly_the_uninterrupted_parameters(tmp_path):
+  num_steps = 40
+  full = _launch(tmp_path / "full", num_steps)
+  assert full.wait(timeout=300) == 0, full.stderr.read().decode()[-2000:]
+
+  killed = _launch(tmp_path / "killed", num_steps)
+  checkpoints = tmp_path / "killed" / "checkpoints"
+  deadline = time.time() + 300
+  # Kill mid-run, once a checkpoint exists and training has gone on past it.
+  while time.time() < deadline:
+    done = [d for d in (os.listdir(checkpoints) if checkpoints.exists() else []) if d.isdigit()]
+    if done and max(int(d) for d in done) >= 8:
+      break
+    time.sleep(0.05)
+  assert killed.poll() is None, "the run finished before it could be killed"
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  partial = checkpoint.manager(str(tmp_path / "killed")).latest_step()
+  assert partial is not None and partial < num_steps
+
+  resumed = _launch(tmp_path / "killed", num_steps)
+  assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+  results = metrics_io.read_json(str(tmp_path / "killed" / "results.json"))
+  assert 0 < results["resumed_from_step"] < num_steps
+  chex.assert_trees_all_equal(_final_params(tmp_path / "full"),
+                              _final_params(tmp_path / "killed"))
+  steps_logged = [r["step"] for r in metrics_io.read_metrics(str(tmp_path / "killed"))
+                  if "loss" in r]
+  assert steps_logged == list(range(1, num_steps + 1))
