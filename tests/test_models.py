@@ -255,3 +255,15 @@ def test_bad_control_length_raises():
   variables, images = tiny_variables(model)
   with pytest.raises(ValueError, match="controls are for 5 blocks"):
     model.apply(variables, images, controls=BlockControls.default(5))
+
+
+def test_loop_and_unrolled_stages_compute_the_same_function():
+  # Deep stages run as a loop, shallow ones unrolled (stages.FULL_UNROLL_MAX); same parameters.
+  unrolled = get_model("resnet20")
+  looped = get_model("resnet20", scan_unroll=1)
+  variables, images = tiny_variables(unrolled)
+  np.testing.assert_allclose(looped.apply(variables, images), unrolled.apply(variables, images),
+                             atol=1e-5)
+  grad = lambda m: jax.grad(lambda p: m.apply({**variables, "params": p}, images).sum())(
+      variables["params"])
+  chex.assert_trees_all_close(grad(looped), grad(unrolled), atol=1e-5)

@@ -16,7 +16,8 @@ Names:
                                  the "v1.5" placement most libraries use.
 
 Overrides (keyword arguments): `shortcut` ("A" | "B" | "C") for residual nets, `stride_in_3x3`
-for ImageNet bottleneck nets, `widths` for all.
+for ImageNet bottleneck nets, `widths` and `scan_unroll` (how many of a stage's identical blocks
+run per loop step; see `stages.py`) for all.
 """
 import functools
 import re
@@ -97,7 +98,7 @@ def _preset(name: str) -> functools.partial:
 
 
 def _allowed_overrides(preset: functools.partial) -> tuple[str, ...]:
-  allowed = ["widths"]
+  allowed = ["widths", "scan_unroll"]
   if preset.keywords["block_cls"] is not blocks.PlainBlock:
     allowed.append("shortcut")
   if preset.keywords["block_cls"] is blocks.Bottleneck:

@@ -34,6 +34,7 @@ class CifarResNet(nn.Module):
   num_classes: int = 10
   shortcut: str = "A"
   widths: Sequence[int] = CIFAR_WIDTHS
+  scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
 
   @property
   def num_blocks(self) -> int:
@@ -54,7 +55,8 @@ class CifarResNet(nn.Module):
     kwargs = {} if self.block_cls is blocks.PlainBlock else {"shortcut": self.shortcut}
     x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
                           stage_sizes=(self.blocks_per_stage,) * 3, widths=self.widths,
-                          strides=(1, 2, 2), block_kwargs=kwargs, first_block_kwargs={})
+                          strides=(1, 2, 2), block_kwargs=kwargs, first_block_kwargs={},
+                          scan_unroll=self.scan_unroll)
     return _head(x, self.num_classes)
 
 
@@ -71,6 +73,7 @@ class PreActCifarResNet(nn.Module):
   num_classes: int = 10
   shortcut: str = "A"
   widths: Sequence[int] = CIFAR_WIDTHS
+  scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
 
   @property
   def num_blocks(self) -> int:
@@ -88,7 +91,7 @@ class PreActCifarResNet(nn.Module):
     x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
                           stage_sizes=(self.blocks_per_stage,) * 3, widths=self.widths,
                           strides=(1, 2, 2), block_kwargs={"shortcut": self.shortcut},
-                          first_block_kwargs={"first": True})
+                          first_block_kwargs={"first": True}, scan_unroll=self.scan_unroll)
     x = nn.relu(layers.batch_norm(train, "final_bn")(x))
     return _head(x, self.num_classes)
 
@@ -102,6 +105,7 @@ class ImageNetResNet(nn.Module):
   shortcut: str = "B"
   stride_in_3x3: bool = False
   widths: Sequence[int] = IMAGENET_WIDTHS
+  scan_unroll: int | None = None
 
   @property
   def num_blocks(self) -> int:
@@ -128,5 +132,6 @@ class ImageNetResNet(nn.Module):
       kwargs = {"shortcut": self.shortcut}
     x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
                           stage_sizes=self.stage_sizes, widths=self.widths, strides=(1, 2, 2, 2),
-                          block_kwargs=kwargs, first_block_kwargs={})
+                          block_kwargs=kwargs, first_block_kwargs={},
+                          scan_unroll=self.scan_unroll)
     return _head(x, self.num_classes)

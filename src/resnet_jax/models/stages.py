@@ -6,6 +6,12 @@ parameters of those blocks are stacked along a leading axis (`stage{s}/blocks/bl
 controls travel as scanned arrays, and permuting them is a gather on that axis
 (`surgery.permute_stage_blocks`). An unrolled 1202-layer net takes minutes to compile; a scanned
 one compiles in about the time of a 110-layer net.
+
+The scan is unrolled (`scan_unroll`) for stages of up to FULL_UNROLL_MAX scanned blocks: XLA's CPU
+backend runs convolution gradients inside a loop tens of times slower than unrolled ones
+(a ResNet-20 step: 1.25 s scanned vs 0.05 s unrolled at batch 64, 16x16), while unrolling
+ResNet-110's 17 blocks per stage still compiles in seconds. The parameter layout is the same
+either way.
 """
 import functools
 from typing import Any, Callable, Sequence
@@ -22,6 +28,14 @@ ModuleDef = Callable[..., nn.Module]
 # scanned blocks come out as [num_blocks - 1, ...] arrays.
 _SCANNED_COLLECTIONS = {"params": 0, "batch_stats": 0, "intermediates": 0}
 
+# Up to ResNet-110 (and the 164-layer bottleneck nets: 17 scanned blocks per stage) the loop is
+# unrolled; deeper stages run as a real loop so that compile time stays flat.
+FULL_UNROLL_MAX = 17
+
+
+def default_unroll(num_scanned: int) -> int:
+  return num_scanned if num_scanned <= FULL_UNROLL_MAX else 1
+
 
 class _ScanBody(nn.Module):
   block: ModuleDef
@@ -37,14 +51,17 @@ class Stage(nn.Module):
   first_block: ModuleDef
   block: ModuleDef
   num_blocks: int
+  scan_unroll: int | None = None  # None: default_unroll
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls, train: bool) -> jax.Array:
     x = self.first_block(name="block1")(x, ctrl.at(0), train)
     if self.num_blocks > 1:
+      length = self.num_blocks - 1
+      unroll = default_unroll(length) if self.scan_unroll is None else self.scan_unroll
       scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
                      split_rngs={"params": True, "dropout": True}, in_axes=0,
-                     length=self.num_blocks - 1)
+                     length=length, unroll=max(1, min(unroll, length)))
       x, _ = scan(block=self.block, train=train, name="blocks")(x, ctrl.slice(1, self.num_blocks))
     return x
 
@@ -83,7 +100,8 @@ def enter_blocks(module: nn.Module, x: jax.Array, controls: BlockControls | None
 
 def run_stages(x: jax.Array, controls: BlockControls, train: bool, *, block_cls: ModuleDef,
                stage_sizes: Sequence[int], widths: Sequence[int], strides: Sequence[int],
-               block_kwargs: dict[str, Any], first_block_kwargs: dict[str, Any]) -> jax.Array:
+               block_kwargs: dict[str, Any], first_block_kwargs: dict[str, Any],
+               scan_unroll: int | None = None) -> jax.Array:
   """Runs the stages in order; the controls are split among them by block count.
 
   Must be called from inside a compact method (the stages become its submodules).
@@ -93,6 +111,7 @@ def run_stages(x: jax.Array, controls: BlockControls, train: bool, *, block_cls:
     extra = first_block_kwargs if s == 0 else {}
     first = functools.partial(block_cls, features=width, strides=stride, **block_kwargs, **extra)
     rest = functools.partial(block_cls, features=width, strides=1, **block_kwargs)
-    x = Stage(first, rest, n, name=f"stage{s + 1}")(x, controls.slice(offset, offset + n), train)
+    x = Stage(first, rest, n, scan_unroll, name=f"stage{s + 1}")(
+        x, controls.slice(offset, offset + n), train)
     offset += n
   return x
