@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all bench bench-compile clean
+.PHONY: install test test-all bench bench-compile bench-analysis clean
 
 install: $(STAMP)
 
@@ -25,3 +25,9 @@ bench-compile: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py
+
+bench-analysis: $(STAMP)
+	$(PY) benchmarks/analysis_speed.py

@@ -1,0 +1,98 @@
+"""Train-step throughput (`make bench`): images/s and ms/step as JSON lines.
+
+For each model (resnet20, resnet56 at batch 128), each data path (synthetic, digits, mocked
+CIFAR-10 through tfds) and 1 vs all local devices, it times
+  * "data_path": the real step, which gathers its batch from the device-resident training set
+    and augments it on device (`parallel.compile_train_step`), and
+  * "premade": the same train step fed a batch already on the device,
+and prints data_path / premade (goal: >= 0.95). Run with --quick for a short smoke run.
+"""
+import argparse
+import functools
+import json
+import time
+
+import jax
+import numpy as np
+
+from resnet_jax import configs, data, optim, parallel, steps
+from resnet_jax.models import get_model
+from resnet_jax.train_state import create_train_state
+
+
+def load(source: str) -> data.Dataset:
+  if source == "cifar10_mock":
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    with tfds.testing.mock_data(num_examples=2048):
+      return data.load_dataset("cifar10", val_size=0)
+  if source == "synthetic":
+    return data.load_dataset("synthetic", limit=2048)
+  return data.load_dataset(source)
+
+
+def timed(fn, state, args, num_steps: int) -> tuple[float, object]:
+  state, metrics = fn(state, *args)  # compile and warm up
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    state, metrics = fn(state, *args)
+  jax.block_until_ready((state, metrics))
+  return (time.perf_counter() - start) / num_steps, state
+
+
+def bench(model_name: str, dataset: data.Dataset, devices, batch_size: int, num_steps: int):
+  config = configs.base_config()
+  model = get_model(model_name, num_classes=dataset.num_classes)
+  tx = optim.make_optimizer(config)
+  mesh = parallel.make_mesh(devices)
+  repl, shard = parallel.replicated(mesh), parallel.sharded(mesh)
+  step_fn = functools.partial(steps.train_step, model=model, tx=tx,
+                              learning_rate_fn=optim.learning_rate_schedule(config))
+  init = jax.jit(functools.partial(create_train_state, model, tx,
+                                   image_shape=dataset.image_shape), out_shardings=repl)
+  keys = jax.device_put((jax.random.key(1), jax.random.key(2)), repl)
+
+  real = parallel.compile_train_step(step_fn, mesh, batch_size=batch_size)
+  images = parallel.put_global(dataset.train_images, repl)
+  labels = parallel.put_global(dataset.train_labels, repl)
+  t_real, _ = timed(real, init(jax.random.key(0)), (images, labels, *keys), num_steps)
+
+  premade = jax.jit(step_fn, in_shardings=(repl, shard, repl), out_shardings=(repl, repl),
+                    donate_argnums=0)
+  batch = {"image": parallel.put_global(dataset.train_images[:batch_size], shard),
+           "label": parallel.put_global(dataset.train_labels[:batch_size], shard)}
+  t_pre, _ = timed(premade, init(jax.random.key(0)), (batch, keys[1]), num_steps)
+  return t_real, t_pre
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--models", default="resnet20,resnet56")
+  parser.add_argument("--sources", default="synthetic,digits,cifar10_mock")
+  parser.add_argument("--batch_size", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--quick", action="store_true", help="resnet20, synthetic, 3 steps")
+  args = parser.parse_args()
+  if args.quick:
+    args.models, args.sources, args.steps = "resnet20", "synthetic", 3
+  local = jax.local_devices()
+  device_sets = [local[:1]] + ([local] if len(local) > 1 else [])
+  for source in args.sources.split(","):
+    dataset = load(source)
+    for model_name in args.models.split(","):
+      for devices in device_sets:
+        t_real, t_pre = bench(model_name, dataset, devices, args.batch_size, args.steps)
+        print(json.dumps({
+            "model": model_name, "source": source, "image_shape": list(dataset.image_shape),
+            "batch_size": args.batch_size, "devices": len(devices),
+            "device_kind": devices[0].device_kind,
+            "data_path_images_per_s": round(args.batch_size / t_real, 1),
+            "data_path_ms_per_step": round(1000 * t_real, 2),
+            "premade_images_per_s": round(args.batch_size / t_pre, 1),
+            "premade_ms_per_step": round(1000 * t_pre, 2),
+            "data_path_over_premade": round(t_pre / t_real, 3),
+        }), flush=True)
+
+
+if __name__ == "__main__":
+  main()

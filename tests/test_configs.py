@@ -1,0 +1,53 @@
+"""Every experiment config builds, is locked, carries the promised fields and runs a step."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from resnet_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
+REQUIRED = ("model", "dataset", "archive", "data_dir", "batch_size", "num_steps", "eval_every",
+            "checkpoint_every", "seed")
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_there_are_configs():
+  assert len(CONFIGS) >= 3
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_fields_docstring_and_model(path):
+  module = load(path)
+  assert "python -m resnet_jax.train" in module.__doc__  # the command to run it
+  config = module.get_config()
+  for field in REQUIRED:
+    assert field in config, field
+  train.build_model(config, 10)  # the default model name is valid
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.no_such_field = 1
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_runs_two_steps(path, tmp_path):
+  """The smoke setting of each config: its own recipe, two steps on a small model and slice."""
+  config = load(path).get_config()
+  config.update(dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1,
+                     eval_every=2, checkpoint_every=2, eval_batch_size=16))
+  config.model = "preact_resnet8" if "preact" in config.model else "resnet8"
+  if config.dataset in ("cifar10", "cifar100"):
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=24):
+      results = train.train_and_evaluate(config, str(tmp_path), progress=False)
+  else:
+    results = train.train_and_evaluate(config, str(tmp_path), progress=False)
+  assert results["steps"] == 2 and 0.0 <= results["test_error"] <= 1.0
