@@ -108,10 +108,26 @@ class BlockControls:
     return jax.tree.map(lambda a: a[..., i], self)
 
 
+@jax.custom_vjp
 def scale_gradient(x: jax.Array, scale: jax.Array) -> jax.Array:
-  """Returns x exactly in the forward pass; multiplies its cotangent by `scale` in the backward."""
-  frozen = jax.lax.stop_gradient(x)
-  return frozen + scale * (x - frozen)
+  """Returns x exactly in the forward pass; multiplies its cotangent by `scale` in the backward.
+
+  A custom VJP rather than `sg(x) + scale * (x - sg(x))`: the forward value then does not depend
+  on `scale`, so vmapping over many gradient routes does not repeat the forward pass per route.
+  """
+  del scale
+  return x
+
+
+def _scale_fwd(x, scale):
+  return x, scale
+
+
+def _scale_bwd(scale, g):
+  return (g * scale.astype(g.dtype), jnp.zeros_like(scale))
+
+
+scale_gradient.defvjp(_scale_fwd, _scale_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

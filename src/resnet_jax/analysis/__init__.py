@@ -1,0 +1,30 @@
+"""Experiments that explain residual networks.
+
+responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output before
+           ReLU/addition), in layer order and sorted.
+lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
+           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass.
+paths      Veit et al. 2016 Fig. 6: path-length distribution, gradient by path length (sampled
+           single paths as Veit did, and exact per-length sums), effective paths.
+
+All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
+integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
+"""
+from resnet_jax.analysis.lesion import (LesionK, LesionReorder, kendall_tau, lesion_errors,
+                                        lesion_k, lesion_logits, lesion_reorder, lesion_single)
+from resnet_jax.analysis.paths import (ExactPathGradients, SampledPathGradients,
+                                       block_input_shape, effective_paths, exact_path_gradients,
+                                       path_counts, path_length_distribution,
+                                       sampled_path_gradients, single_path_gradient,
+                                       single_path_gradients)
+from resnet_jax.analysis.responses import (response_layer_names, response_std,
+                                           sorted_response_std)
+
+__all__ = [
+    "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
+    "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
+    "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder", "lesion_single",
+    "path_counts", "path_length_distribution", "response_layer_names", "response_std",
+    "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
+    "sorted_response_std",
+]

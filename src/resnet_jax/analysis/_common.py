@@ -1,0 +1,155 @@
+"""Shared plumbing of the analyses: input checks, fixed-shape chunking, the loss, trace counting.
+
+Every analysis runs one jitted core with the model as a static argument and everything else
+(variables, images, masks, routes, permutations) as traced arrays. Inputs are cut into chunks of
+one fixed shape (the last chunk padded, padded examples weighted 0), so a call compiles once per
+(model, chunk shape) however many mask rows or images it is given.
+"""
+import collections
+from typing import Any, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from resnet_jax.models import blocks
+
+# How many times each jitted core has been traced (its Python body runs only when tracing). Tests
+# read it to check that new masks or routes reuse the compiled function.
+TRACES: collections.Counter = collections.Counter()
+
+# Default budget of images pushed through the network at once, counting every mask row / route /
+# path copy as a separate image. Eval forwards of 32x32 CIFAR nets take ~0.1-1 MB per image, and
+# input-gradient backward passes keep only ReLU masks, so 512 stays within a few GB even at
+# ResNet-110 depth.
+DEFAULT_MAX_BATCH = 512
+
+
+def count_trace(name: str) -> None:
+  TRACES[name] += 1
+
+
+def eval_variables(variables: Mapping[str, Any]) -> dict:
+  """The collections that an eval-mode forward reads: params and BN running statistics."""
+  if "params" not in variables:
+    raise ValueError(f"variables need a 'params' collection, got {sorted(variables)}")
+  out = {"params": variables["params"]}
+  if "batch_stats" in variables:
+    out["batch_stats"] = variables["batch_stats"]
+  return out
+
+
+def check_images(images: Any) -> jax.Array:
+  images = jnp.asarray(images)
+  if images.ndim != 4 or images.shape[0] < 1:
+    raise ValueError(f"images must be [N, H, W, C] with N >= 1, got shape {images.shape}")
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(f"images must be floating point, got {images.dtype}")
+  return images
+
+
+def check_labels(model: Any, images: jax.Array, labels: Any) -> jax.Array:
+  """Integer class labels [N], one per image, within [0, num_classes)."""
+  labels = np.asarray(labels)
+  if labels.shape != (images.shape[0],):
+    raise ValueError(f"labels must be [N] = [{images.shape[0]}] (one per image), got shape "
+                     f"{labels.shape}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got {labels.dtype}")
+  num_classes = getattr(model, "num_classes", None)
+  if labels.size and (labels.min() < 0 or (num_classes and labels.max() >= num_classes)):
+    raise ValueError(f"labels must lie in [0, {num_classes}), got range "
+                     f"[{labels.min()}, {labels.max()}]")
+  return jnp.asarray(labels, jnp.int32)
+
+
+def check_residual(model: Any) -> None:
+  """Paths exist only in residual nets; a plain twin has one path through every block."""
+  if getattr(model, "block_cls", None) is blocks.PlainBlock:
+    raise ValueError("path analyses need a residual network; plain nets have a single path "
+                     "(use the lesion and response analyses for plain twins)")
+
+
+def check_max_batch(max_batch: int) -> int:
+  if not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+    raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+  return int(max_batch)
+
+
+def pad_rows(x: Any, size: int, fill: float = 0) -> jax.Array:
+  """Pads axis 0 of x up to `size` with `fill`."""
+  x = jnp.asarray(x)
+  extra = size - x.shape[0]
+  if extra <= 0:
+    return x
+  pad = jnp.full((extra,) + x.shape[1:], fill, x.dtype)
+  return jnp.concatenate([x, pad], axis=0)
+
+
+def image_chunks(images: jax.Array, labels: jax.Array,
+                 chunk: int) -> Iterator[tuple[jax.Array, jax.Array, jax.Array]]:
+  """Yields (images, labels, weights) chunks of exactly `chunk` examples; padding has weight 0."""
+  n = images.shape[0]
+  for start in range(0, n, chunk):
+    stop = min(start + chunk, n)
+    weights = jnp.ones((stop - start,), jnp.float32)
+    yield (pad_rows(images[start:stop], chunk), pad_rows(labels[start:stop], chunk),
+           pad_rows(weights, chunk))
+
+
+def split_budget(num_rows: int, num_images: int, max_batch: int) -> tuple[int, int]:
+  """(rows per call, images per call) with rows * images <= max_batch where possible.
+
+  Images are cut first (a single row may not fit), then as many rows as fit are vmapped.
+  """
+  image_chunk = max(1, min(num_images, max_batch))
+  row_chunk = max(1, min(num_rows, max_batch // image_chunk))
+  return row_chunk, image_chunk
+
+
+def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                           inv_total: jax.Array) -> jax.Array:
+  """sum_i w_i CE(logits_i, y_i) * inv_total: the batch-mean loss of a chunk's share.
+
+  With inv_total = 1 / (number of real images in the whole batch), the gradients of the chunks add
+  up to the gradient of the mean cross-entropy over the whole batch.
+  """
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(weights * ce) * inv_total
+
+
+def run_chunked(fn, rows, pad_row, images, labels, max_batch: int, reduce: bool) -> np.ndarray:
+  """Runs a jitted core over fixed-shape chunks of rows (masks, routes, orders) and images.
+
+  Args:
+    fn: called as fn(images, labels, weights, rows) with [image_chunk, ...] images, labels and
+      0/1 weights (0 = padding) and a [row_chunk, ...] pytree of rows; returns [row_chunk] per-row
+      sums over the images (reduce=True) or [row_chunk, image_chunk, ...] per-image values.
+    rows: pytree of arrays with leading axis num_rows.
+    pad_row: pytree of one row, used to fill the last row chunk.
+    images, labels: [N, ...] and [N].
+    max_batch: budget of rows x images per call (see `split_budget`).
+    reduce: True: add the outputs of the image chunks; False: concatenate them along axis 1.
+  Returns:
+    [num_rows] or [num_rows, N, ...] numpy array; padded rows and images are dropped.
+  """
+  num_rows = jax.tree.leaves(rows)[0].shape[0]
+  row_chunk, image_chunk = split_budget(num_rows, images.shape[0], max_batch)
+  pending = []  # device arrays; converted at the end so that dispatch stays asynchronous
+  for start in range(0, num_rows, row_chunk):
+    stop = min(start + row_chunk, num_rows)
+    fill = row_chunk - (stop - start)
+    chunk = jax.tree.map(lambda r, p: jnp.concatenate([r[start:stop]] + [p[None]] * fill),
+                         rows, pad_row)
+    parts = [fn(x, y, w, chunk) for x, y, w in image_chunks(images, labels, image_chunk)]
+    pending.append((stop - start, parts))
+  out = []
+  for count, parts in pending:
+    parts = [np.asarray(p) for p in parts]
+    if reduce:
+      part = np.sum(np.stack(parts), axis=0)
+    else:
+      part = np.concatenate(parts, axis=1)[:, :images.shape[0]]
+    out.append(part[:count])
+  return np.concatenate(out, axis=0)

@@ -1,0 +1,267 @@
+"""Lesion studies of Veit, Wilber & Belongie 2016: deleting and reordering blocks at test time.
+
+Deleting a block means y_i = y_{i-1} + f_i(y_{i-1}) -> y_i = y_{i-1}: the residual branch goes,
+the shortcut (identity, zero-pad or projection) and a v1 block's post-addition ReLU stay, as in
+the authors' `delete_layer` (reference §2.10). It is `BlockControls.gate` = 0; in a plain twin
+gate 0 replaces the whole block by the parameter-free option-A identity (Veit's VGG comparison).
+
+Errors are fractions of misclassified images in [0, 1] (top-1, argmax of the logits), with BN in
+eval mode. Each analysis builds all its mask rows or permutations up front and evaluates them with
+one compiled, vmapped function (rows x images chunked to a fixed shape, so it compiles once).
+"""
+import dataclasses
+import functools
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from resnet_jax.analysis import _common
+from resnet_jax.models import BlockControls, surgery
+
+
+def _gated_logits(model, variables, images, gate):
+  ones = jnp.ones_like(gate)
+  controls = BlockControls(gate=gate, branch_grad=ones, skip_grad=ones)
+  return model.apply(variables, images, train=False, controls=controls)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _lesion_logits(model, variables, images, gates):
+  """[R, N, classes] logits, one row per gate row [R, num_blocks]."""
+  _common.count_trace("lesion_logits")
+  return jax.vmap(lambda g: _gated_logits(model, variables, images, g))(gates)
+
+
+def _wrong(logits, labels, weights):
+  return jnp.sum(weights * (jnp.argmax(logits, axis=-1) != labels))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _lesion_wrong(model, variables, images, labels, weights, gates):
+  """[R] weighted counts of misclassified images, one per gate row."""
+  _common.count_trace("lesion_errors")
+  return jax.vmap(
+      lambda g: _wrong(_gated_logits(model, variables, images, g), labels, weights))(gates)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reorder_wrong(model, variables, images, labels, weights, perms):
+  """[R] misclassified counts; perms maps stage number -> [R, blocks in stage - 1] orders."""
+  _common.count_trace("lesion_reorder")
+
+  def one(stage_perms):
+    v = variables
+    for stage, perm in stage_perms.items():
+      v = surgery.permute_stage_blocks(v, stage, perm)
+    return _wrong(model.apply(v, images, train=False), labels, weights)
+  return jax.vmap(one)(perms)
+
+
+def _check_gates(model, gates) -> jax.Array:
+  gates = np.asarray(gates, np.float32)
+  if gates.ndim != 2 or gates.shape[0] < 1 or gates.shape[1] != model.num_blocks:
+    raise ValueError(f"gates must be [num_settings >= 1, num_blocks = {model.num_blocks}], got "
+                     f"shape {gates.shape}")
+  if not np.all(np.isfinite(gates)):
+    raise ValueError("gates must be finite")
+  return jnp.asarray(gates)
+
+
+def lesion_logits(model: Any, variables: Mapping[str, Any], images: Any, gates: Any, *,
+                  max_batch: int = _common.DEFAULT_MAX_BATCH) -> np.ndarray:
+  """Logits of the network under each row of gates: [num_settings, N, num_classes] (float32).
+
+  Same arguments as `lesion_errors` (no labels).
+  """
+  images = _common.check_images(images)
+  gates = _check_gates(model, gates)
+  max_batch = _common.check_max_batch(max_batch)
+  variables = _common.eval_variables(variables)
+  labels = jnp.zeros((images.shape[0],), jnp.int32)
+
+  def fn(x, y, w, g):
+    del y, w  # no labels: padded images are cut off instead
+    return _lesion_logits(model, variables, x, g)
+  return _common.run_chunked(fn, gates, jnp.ones_like(gates[0]), images, labels, max_batch, False)
+
+
+def lesion_errors(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
+                  gates: Any, *, max_batch: int = _common.DEFAULT_MAX_BATCH) -> np.ndarray:
+  """Test error for each setting of the per-block gates, all in one compiled computation.
+
+  Args:
+    model: a model of `resnet_jax.models` (residual or plain).
+    variables: {"params", "batch_stats"}; BN runs in eval mode.
+    images: [N, H, W, C] float images.
+    labels: [N] integer labels.
+    gates: [num_settings, num_blocks]; row s multiplies block b's residual branch by
+      gates[s, b] (1 keeps it, 0 deletes it, keeping the shortcut).
+    max_batch: at most this many rows x images go through the network per call; rows are vmapped,
+      rows and images chunked to a fixed shape (padding discarded), so it compiles once.
+  Returns:
+    [num_settings] float64 error fractions in [0, 1] (misclassified / N, top-1).
+  Raises:
+    ValueError: gates not [num_settings >= 1, num_blocks] and finite; bad images or labels.
+  """
+  images = _common.check_images(images)
+  labels = _common.check_labels(model, images, labels)
+  gates = _check_gates(model, gates)
+  max_batch = _common.check_max_batch(max_batch)
+  variables = _common.eval_variables(variables)
+  fn = functools.partial(_lesion_wrong, model, variables)
+  wrong = _common.run_chunked(fn, gates, jnp.ones_like(gates[0]), images, labels, max_batch, True)
+  return wrong.astype(np.float64) / images.shape[0]
+
+
+def lesion_single(model: Any, variables: Mapping[str, Any], images: Any, labels: Any, *,
+                  max_batch: int = _common.DEFAULT_MAX_BATCH) -> np.ndarray:
+  """Veit et al. Fig. 3: the error after deleting each block in turn.
+
+  Returns:
+    [num_blocks] error fractions; entry b deletes block b (network order, `model.block_names()`).
+  """
+  gates = 1.0 - np.eye(model.num_blocks, dtype=np.float32)
+  return lesion_errors(model, variables, images, labels, gates, max_batch=max_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionK:
+  """Error vs the number k of randomly deleted blocks (Veit et al. Fig. 5a).
+
+  Attributes:
+    ks: [K] numbers of deleted blocks.
+    errors: [K, samples] error of each random k-subset.
+    mean: [K] mean error over the subsets.
+    std: [K] std (ddof = 0) over the subsets.
+  """
+  ks: np.ndarray
+  errors: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
+
+
+def _check_samples(samples: int) -> int:
+  if not isinstance(samples, (int, np.integer)) or samples < 1:
+    raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+  return int(samples)
+
+
+def lesion_k(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
+             ks: Sequence[int], samples: int, key: jax.Array, *,
+             max_batch: int = _common.DEFAULT_MAX_BATCH) -> LesionK:
+  """Deletes `samples` random k-subsets of blocks for each k in ks (uniform over subsets).
+
+  Args:
+    ks: numbers of blocks to delete, each in [0, num_blocks].
+    samples: random subsets per k.
+    key: JAX PRNG key for the subsets.
+    (model, variables, images, labels, max_batch as in `lesion_errors`; all len(ks) * samples
+    masks go through one `lesion_errors` call.)
+  Returns:
+    LesionK with errors [len(ks), samples] and their mean and std per k.
+  Raises:
+    ValueError: a k outside [0, num_blocks], or samples < 1.
+  """
+  n = model.num_blocks
+  ks = np.asarray(ks, np.int64).reshape(-1)
+  samples = _check_samples(samples)
+  if ks.size == 0 or ks.min() < 0 or ks.max() > n:
+    raise ValueError(f"ks must be a non-empty list of integers in [0, {n}], got {ks.tolist()}")
+  # A uniform random ranking of the blocks; deleting the k lowest-ranked is a uniform k-subset.
+  u = np.asarray(jax.random.uniform(key, (ks.size, samples, n)))
+  ranks = np.argsort(np.argsort(u, axis=-1), axis=-1)
+  gates = (ranks >= ks[:, None, None]).astype(np.float32)
+  errors = lesion_errors(model, variables, images, labels, gates.reshape(-1, n),
+                         max_batch=max_batch).reshape(ks.size, samples)
+  return LesionK(ks=ks, errors=errors, mean=errors.mean(axis=1), std=errors.std(axis=1))
+
+
+def kendall_tau(order: np.ndarray) -> np.ndarray:
+  """Kendall's tau between each permutation [..., n] and the identity (no ties): in [-1, 1]."""
+  order = np.asarray(order)
+  n = order.shape[-1]
+  if n < 2:
+    return np.ones(order.shape[:-1])
+  i, j = np.triu_indices(n, k=1)
+  concordant = np.sum(order[..., j] > order[..., i], axis=-1)
+  pairs = n * (n - 1) // 2
+  return (2.0 * concordant - pairs) / pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionReorder:
+  """Error vs random reorderings of interchangeable blocks (Veit et al. Fig. 5b).
+
+  Attributes:
+    swaps: [J] numbers of random pair swaps.
+    orders: [J, samples, num_blocks] block run at each position (network order).
+    tau: [J, samples] Kendall's tau of each order vs the identity, over all blocks.
+    errors: [J, samples] error of each reordered network.
+  """
+  swaps: np.ndarray
+  orders: np.ndarray
+  tau: np.ndarray
+  errors: np.ndarray
+
+
+def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
+                   swaps: Sequence[int], samples: int, key: jax.Array, *,
+                   max_batch: int = _common.DEFAULT_MAX_BATCH) -> LesionReorder:
+  """Swaps `swaps[j]` random pairs of interchangeable blocks, `samples` times for each j.
+
+  Interchangeable ("compatible") blocks are blocks 2..n of one stage (same input and output
+  shape); each swap picks one such pair uniformly among all of them, so later swaps may undo
+  earlier ones, as in a random walk on orders. The first block of each stage stays in place; tau
+  is computed over the whole network order. All orders run through one compiled function
+  (`surgery.permute_stage_blocks` with traced permutations, vmapped).
+
+  Args:
+    swaps: numbers of random pair swaps, each >= 0.
+    samples: random orders per entry of swaps.
+    key: JAX PRNG key for the swaps.
+    (model, variables, images, labels, max_batch as in `lesion_errors`.)
+  Returns:
+    LesionReorder with orders [len(swaps), samples, num_blocks], their Kendall tau and errors.
+  Raises:
+    ValueError: negative swaps, samples < 1, or swaps > 0 on a net without two interchangeable
+      blocks in any stage.
+  """
+  swaps = np.asarray(swaps, np.int64).reshape(-1)
+  samples = _check_samples(samples)
+  if swaps.size == 0 or swaps.min() < 0:
+    raise ValueError(f"swaps must be a non-empty list of integers >= 0, got {swaps.tolist()}")
+  counts = surgery.stage_block_counts(model)
+  starts = np.cumsum((0,) + counts[:-1])
+  # Compatible pairs as network positions (blocks 2..n of a stage are positions start+1..).
+  pairs = np.array([(s + a, s + b) for s, c in zip(starts, counts)
+                    for a in range(1, c) for b in range(a + 1, c)], np.int64).reshape(-1, 2)
+  if swaps.max() > 0 and len(pairs) == 0:
+    raise ValueError("this model has no two interchangeable blocks to swap (stages of <= 2 "
+                     "blocks)")
+  orders = np.broadcast_to(np.arange(model.num_blocks), (swaps.size, samples,
+                                                         model.num_blocks)).copy()
+  if swaps.max() > 0:
+    picks = np.asarray(jax.random.randint(key, (swaps.size, samples, swaps.max()), 0, len(pairs)))
+    for j, count in enumerate(swaps):
+      for s in range(samples):
+        for a, b in pairs[picks[j, s, :count]]:
+          orders[j, s, [a, b]] = orders[j, s, [b, a]]
+  flat = orders.reshape(-1, model.num_blocks)
+  # Stage s's scanned permutation: positions start+1.. hold old blocks start+1+perm.
+  perms = {s + 1: jnp.asarray(flat[:, st + 1:st + c] - st - 1, jnp.int32)
+           for s, (st, c) in enumerate(zip(starts, counts)) if c > 1}
+  if perms:
+    images = _common.check_images(images)
+    labels = _common.check_labels(model, images, labels)
+    max_batch = _common.check_max_batch(max_batch)
+    identity = jax.tree.map(lambda p: jnp.arange(p.shape[1], dtype=jnp.int32), perms)
+    fn = functools.partial(_reorder_wrong, model, _common.eval_variables(variables))
+    wrong = _common.run_chunked(fn, perms, identity, images, labels, max_batch, True)
+    errors = wrong.astype(np.float64) / images.shape[0]
+  else:  # one block per stage: nothing can move, every order is the identity
+    errors = lesion_errors(model, variables, images, labels,
+                           np.ones_like(flat, np.float32), max_batch=max_batch)
+  errors = errors.reshape(swaps.size, samples)
+  return LesionReorder(swaps=swaps, orders=orders, tau=kendall_tau(orders), errors=errors)

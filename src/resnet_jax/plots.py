@@ -1,0 +1,224 @@
+"""Figures of the papers, from the outputs of training and of `resnet_jax.analysis`.
+
+Every function returns a matplotlib Figure and, given `path`, writes it as PNG and SVG
+(`path` with or without a ".png"/".svg" suffix: "figs/fig7" -> figs/fig7.png, figs/fig7.svg).
+Figures are built with the object API on an Agg canvas: no pyplot, no global backend switch, no
+figure left open. Errors are fractions in [0, 1] on input and are drawn in percent.
+"""
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from resnet_jax.analysis import effective_paths, path_length_distribution
+
+_SUFFIXES = (".png", ".svg")
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 4.5, height: float = 3.4) -> Figure:
+  fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _finish(fig: Figure, path: str | pathlib.Path | None) -> Figure:
+  if path is not None:
+    path = pathlib.Path(path)
+    base = path.with_suffix("") if path.suffix in _SUFFIXES else path
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in _SUFFIXES:
+      fig.savefig(base.with_name(base.name + suffix), dpi=150)
+  return fig
+
+
+def _check_nonempty(name: str, mapping: Mapping) -> None:
+  if not mapping:
+    raise ValueError(f"{name} is empty: nothing to plot")
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+  rows = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
+  if not rows:
+    return np.zeros(0), np.zeros(0)
+  steps, values = np.asarray(rows, np.float64).T
+  return steps, 100.0 * values
+
+
+def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                         path: str | pathlib.Path | None = None, *,
+                         panels: Mapping[str, Sequence[str]] | None = None) -> Figure:
+  """He et al. 2015 Figs. 4 and 6: error vs step, thin dashed = training, bold = test.
+
+  Args:
+    histories: model name -> list of metric dicts with "step", "train_error" and "test_error" or
+      "val_error" (fractions; a dict may lack some keys, e.g. when evaluation is less frequent).
+    path: where to save (PNG and SVG), or None.
+    panels: panel title -> model names. Default: "plain" (names starting with "plain") and
+      "residual" side by side when both kinds are present, else one panel.
+  Raises:
+    ValueError: no histories, a record without "step", a history without any error values, or a
+      panel naming an unknown model.
+  """
+  _check_nonempty("histories", histories)
+  for name, records in histories.items():
+    if any("step" not in r for r in records):
+      raise ValueError(f"every record of {name!r} needs a 'step'")
+    if not any(k in r for r in records for k in ("train_error", "test_error", "val_error")):
+      raise ValueError(f"{name!r} has no train_error, test_error or val_error values")
+  if panels is None:
+    plain = [n for n in histories if n.startswith("plain")]
+    residual = [n for n in histories if not n.startswith("plain")]
+    panels = {"plain": plain, "residual": residual} if plain and residual else {"": list(histories)}
+  unknown = sorted({n for names in panels.values() for n in names} - set(histories))
+  if unknown:
+    raise ValueError(f"panels name unknown models {unknown}")
+  fig = _figure(len(panels))
+  axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+  for ax, (title, names) in zip(axes, panels.items()):
+    for i, name in enumerate(names):
+      color = f"C{i}"
+      steps, train = _series(histories[name], "train_error")
+      ax.plot(steps, train, "--", color=color, linewidth=0.8)
+      for key in ("test_error", "val_error"):
+        steps, test = _series(histories[name], key)
+        if steps.size:
+          ax.plot(steps, test, "-", color=color, linewidth=2.0, label=name)
+          break
+    ax.set(title=title, xlabel="step", ylabel="error (%)")
+    ax.legend(title="bold: test, dashed: train", fontsize="small")
+  return _finish(fig, path)
+
+
+def plot_response_std(stds_by_model: Mapping[str, Mapping[str, float]],
+                      path: str | pathlib.Path | None = None) -> Figure:
+  """He et al. 2015 Fig. 7: response std per 3x3 layer, in layer order (top) and sorted (bottom).
+
+  Args:
+    stds_by_model: model name -> `analysis.response_std` output (layer name -> std).
+  """
+  _check_nonempty("stds_by_model", stds_by_model)
+  fig = _figure(1, 2, width=7.0, height=3.0)
+  top, bottom = fig.subplots(2, 1)
+  for name, stds in stds_by_model.items():
+    values = np.asarray(list(stds.values()), np.float64)
+    index = np.arange(1, values.size + 1)
+    top.plot(index, values, ".-", label=name)
+    bottom.plot(index, np.sort(values)[::-1], ".-", label=name)
+  top.set(xlabel="layer index (original)", ylabel="std")
+  bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
+  top.legend(fontsize="small")
+  return _finish(fig, path)
+
+
+def plot_lesion_single(errors_by_model: Mapping[str, Any], path: str | pathlib.Path | None = None,
+                       *, baselines: Mapping[str, float] | None = None) -> Figure:
+  """Veit et al. Fig. 3: test error after deleting each single block (e.g. ResNet vs plain).
+
+  Args:
+    errors_by_model: model name -> [num_blocks] errors of `analysis.lesion_single`.
+    baselines: model name -> error of the intact network (drawn dashed), optional.
+  """
+  _check_nonempty("errors_by_model", errors_by_model)
+  fig = _figure(1, width=6.0)
+  ax = fig.subplots()
+  for i, (name, errors) in enumerate(errors_by_model.items()):
+    errors = 100.0 * np.asarray(errors, np.float64).reshape(-1)
+    ax.plot(np.arange(1, errors.size + 1), errors, "o-", color=f"C{i}", markersize=3,
+            label=name)
+    if baselines and name in baselines:
+      ax.axhline(100.0 * baselines[name], color=f"C{i}", linestyle="--", linewidth=0.8)
+  ax.set(xlabel="deleted block", ylabel="test error (%)", ylim=(0, None))
+  ax.legend(fontsize="small")
+  return _finish(fig, path)
+
+
+def plot_lesion_k_and_reorder(deletion: Any = None, reorder: Any = None,
+                              path: str | pathlib.Path | None = None) -> Figure:
+  """Veit et al. Fig. 5: error vs number of deleted blocks (a) and vs Kendall tau (b).
+
+  Args:
+    deletion: an `analysis.LesionK` (ks, mean, std), or None.
+    reorder: an `analysis.LesionReorder` (tau, errors, swaps), or None.
+  Raises:
+    ValueError: both None.
+  """
+  parts = [p for p in (deletion, reorder) if p is not None]
+  if not parts:
+    raise ValueError("give a lesion_k result, a lesion_reorder result, or both")
+  fig = _figure(len(parts))
+  axes = list(np.atleast_1d(fig.subplots(1, len(parts))))
+  if deletion is not None:
+    ax = axes.pop(0)
+    ax.errorbar(deletion.ks, 100.0 * deletion.mean, yerr=100.0 * deletion.std, fmt="o-",
+                capsize=3)
+    ax.set(title="deleting k blocks", xlabel="number of deleted blocks",
+           ylabel="test error (%)")
+  if reorder is not None:
+    ax = axes.pop(0)
+    ax.scatter(reorder.tau.reshape(-1), 100.0 * reorder.errors.reshape(-1), s=8, alpha=0.4)
+    ax.plot(reorder.tau.mean(axis=1), 100.0 * reorder.errors.mean(axis=1), "o-", color="C1",
+            label="mean per number of swaps")
+    ax.set(title="reordering blocks", xlabel="Kendall tau", ylabel="test error (%)")
+    ax.invert_xaxis()  # tau = 1 (original order) on the left, as error grows to the right
+    ax.legend(fontsize="small")
+  return _finish(fig, path)
+
+
+def plot_path_length_distribution(num_blocks: int,
+                                  path: str | pathlib.Path | None = None) -> Figure:
+  """Veit et al. Fig. 6a: the binomial distribution of path lengths of an n-block net."""
+  fig = _figure(1)
+  _draw_distribution(fig.subplots(), num_blocks)
+  return _finish(fig, path)
+
+
+def _draw_distribution(ax, num_blocks: int) -> None:
+  dist = path_length_distribution(num_blocks)
+  ax.bar(np.arange(num_blocks + 1), dist, width=1.0, color="C0")
+  ax.set(title="distribution of path length", xlabel="path length", ylabel="fraction of paths")
+
+
+def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = None, *,
+                        exact: Any = None, fraction: float = 0.9) -> Figure:
+  """Veit et al. Fig. 6: path lengths (a), gradient per path (b), total gradient per length (c).
+
+  (b) is Veit's mean single-path norm E||g_path(k)|| (sampled) and, if `exact` is given, the norm
+  of the mean path gradient ||G(k)|| / C(n, k) (dashed; <= the former). (c) is Veit's total
+  T(k) = C(n, k) E||g_path(k)|| and/or the exact ||G(k)||, the norm of the summed gradient; each is
+  normalised to sum 1 so that both fit one axis. The shaded band is the effective range holding
+  `fraction` of the first of them given (`analysis.effective_paths`).
+
+  Args:
+    sampled: an `analysis.SampledPathGradients`, or None.
+    exact: an `analysis.ExactPathGradients`, or None.
+  Raises:
+    ValueError: both None, or fraction outside (0, 1].
+  """
+  if sampled is None and exact is None:
+    raise ValueError("give a sampled_path_gradients result, an exact_path_gradients one, or both")
+  n = sampled.num_blocks if sampled is not None else int(exact.lengths[-1])
+  fig = _figure(3)
+  ax_a, ax_b, ax_c = fig.subplots(1, 3)
+  _draw_distribution(ax_a, n)
+  curves = []
+  if sampled is not None:
+    ax_b.plot(sampled.lengths, sampled.mean_norm, "o-", markersize=3, label="E||g_path|| (sampled)")
+    curves.append(("T(k) = C(n,k) E||g_path|| (Veit)", sampled.lengths, sampled.total))
+  if exact is not None:
+    ax_b.plot(exact.lengths, exact.norm / exact.num_paths, "--", label="||G(k)|| / C(n,k) (exact)")
+    curves.append(("||G(k)||, summed gradient (exact)", exact.lengths, exact.norm))
+  ax_b.set(title="gradient magnitude per path", xlabel="path length", ylabel="gradient norm",
+           yscale="log")
+  ax_b.legend(fontsize="small")
+  for label, lengths, total in curves:
+    ax_c.plot(lengths, total / np.sum(total), "o-", markersize=3, label=label)
+  label, lengths, total = curves[0]
+  lo, hi = effective_paths(total, fraction)
+  ax_c.axvspan(lengths[lo] - 0.5, lengths[hi] + 0.5, color="C2", alpha=0.2,
+               label=f"{fraction:.0%} of the first: lengths {lengths[lo]}-{lengths[hi]}")
+  ax_c.set(title="total gradient magnitude per path length", xlabel="path length",
+           ylabel="share of total")
+  ax_c.legend(fontsize="x-small", loc="upper left")
+  return _finish(fig, path)
