@@ -38,3 +38,48 @@ def run_train() -> None:
                                     "test_error_at_best_val")})
 
   app.run(main)
+
+
+def run_analyze() -> None:
+  flags.DEFINE_string("workdir", None, "A training run's workdir.")
+  flags.DEFINE_string("analysis", "all", "response_std | lesion | paths | all (comma-separated).")
+  flags.DEFINE_integer("num_images", 0, "Test images for responses and lesions (0: all).")
+  flags.DEFINE_integer("path_images", 32, "Test images for the path-gradient analyses.")
+  flags.DEFINE_integer("samples_per_length", 100, "Sampled single paths per length (Veit: ~1000).")
+  flags.DEFINE_integer("lesion_samples", 20, "Random subsets / orders per sweep point.")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from resnet_jax import analyze  # pylint: disable=g-import-not-at-top
+    f = flags.FLAGS
+    names = analyze.ANALYSES if f.analysis == "all" else tuple(f.analysis.split(","))
+    settings = analyze.Settings(num_images=f.num_images, path_images=f.path_images,
+                                samples_per_length=f.samples_per_length,
+                                lesion_samples=f.lesion_samples)
+    result = analyze.analyze_run(f.workdir, names, settings)
+    print(f"wrote {os.path.join(f.workdir, analyze.ANALYSIS_FILE)} and "
+          f"{len(result['figures'])} figures in {os.path.join(f.workdir, 'figures')}")
+
+  app.run(main)
+
+
+def run_experiment() -> None:
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config = config_flags.DEFINE_config_file(
+      "config", None, "experiments/configs/EXPERIMENT.py:DATASET[,smoke]", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Experiment directory (one training workdir per run).")
+  flags.DEFINE_integer("seeds", 1, "Seeds per model; the report gives median and mean ± std.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from resnet_jax import experiment  # pylint: disable=g-import-not-at-top
+    experiment.run_experiment(config.value, flags.FLAGS.workdir, seeds=flags.FLAGS.seeds)
+    print(f"report: {os.path.join(flags.FLAGS.workdir, experiment.REPORT_FILE)}")
+
+  app.run(main)
