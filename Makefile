@@ -4,7 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all bench bench-compile bench-analysis clean
+# Experiment targets: DATASET=digits|fashion_mnist|cifar10|cifar100, WORKDIR=runs, SEEDS=1.
+# Append ,smoke to DATASET (e.g. DATASET=digits,smoke) for a two-step run of the same pipeline.
+DATASET ?= digits
+WORKDIR ?= runs
+SEEDS ?= 1
+EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
+
+.PHONY: install test test-all bench bench-compile bench-analysis clean demo all $(EXPERIMENTS)
 
 install: $(STAMP)
 
@@ -31,3 +39,30 @@ bench: $(STAMP)
 
 bench-analysis: $(STAMP)
 	$(PY) benchmarks/analysis_speed.py
+
+# The main job: plain and residual nets on the embedded digits data, every analysis, a report.
+demo: $(STAMP)
+	$(PY) -m resnet_jax.experiment --config=experiments/demo.py --workdir=reports/demo
+
+degradation: $(STAMP)
+	$(EXPERIMENT) --config=experiments/degradation.py:$(DATASET) --workdir=$(WORKDIR)/degradation
+
+shortcuts: $(STAMP)
+	$(EXPERIMENT) --config=experiments/shortcuts.py:$(DATASET) --workdir=$(WORKDIR)/shortcuts
+
+responses: $(STAMP)
+	$(EXPERIMENT) --config=experiments/responses.py:$(DATASET) --workdir=$(WORKDIR)/responses
+
+depth-1202: $(STAMP)
+	$(EXPERIMENT) --config=experiments/depth_1202.py:$(DATASET) --workdir=$(WORKDIR)/depth_1202
+
+preact: $(STAMP)
+	$(EXPERIMENT) --config=experiments/preact.py:$(DATASET) --workdir=$(WORKDIR)/preact
+
+lesion: $(STAMP)
+	$(EXPERIMENT) --config=experiments/lesion.py:$(DATASET) --workdir=$(WORKDIR)/lesion
+
+paths: $(STAMP)
+	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+all: $(EXPERIMENTS)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from resnet_jax import train
+from resnet_jax import configs, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
@@ -40,9 +40,7 @@ def test_config_fields_docstring_and_model(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_runs_two_steps(path, tmp_path):
   """The smoke setting of each config: its own recipe, two steps on a small model and slice."""
-  config = load(path).get_config()
-  config.update(dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1,
-                     eval_every=2, checkpoint_every=2, eval_batch_size=16))
+  config = configs.smoke(load(path).get_config())
   config.model = "preact_resnet8" if "preact" in config.model else "resnet8"
   if config.dataset in ("cifar10", "cifar100"):
     import tensorflow_datasets as tfds

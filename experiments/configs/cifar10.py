@@ -13,16 +13,8 @@ Expected test error, CIFAR-10 (He et al. 2015, Table 6; the paper's best run, 11
 Plain nets appear only in Fig. 6: deeper plain nets have *higher* training and test error
 (plain-110 above 60%). GPU time: not yet measured by this project.
 """
-from resnet_jax.configs import base_config
-
-_WARMUP_MODELS = ("resnet110", "resnet1202", "plain110")
+from resnet_jax.configs import recipe
 
 
 def get_config(arg: str = "resnet20"):
-  config = base_config()
-  config.model = arg or "resnet20"
-  config.dataset = "cifar10"
-  config.val_size = 5000
-  config.num_steps = 64_000
-  config.warmup = "steps" if config.model in _WARMUP_MODELS else "none"
-  return config
+  return recipe("cifar10", arg or "resnet20")

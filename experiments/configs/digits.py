@@ -9,18 +9,8 @@ ARG is the model name (default resnet20), e.g. `:plain56` or `:resnet56`. The pa
 of He et al. 2015 Fig. 6: plain-56 trains worse than plain-20, ResNet-56 better than plain-56.
 Augmentation: 2-pixel pad-and-crop, no flip (a mirrored digit is another symbol).
 """
-from resnet_jax.configs import base_config
+from resnet_jax.configs import recipe
 
 
 def get_config(arg: str = "resnet20"):
-  config = base_config()
-  config.model = arg or "resnet20"
-  config.dataset = "digits"
-  config.augment_pad = 2
-  config.augment_flip = False
-  config.num_steps = 1500
-  config.log_every = 25
-  config.eval_every = 250
-  config.checkpoint_every = 500
-  config.eval_batch_size = 400
-  return config
+  return recipe("digits", arg or "resnet20")

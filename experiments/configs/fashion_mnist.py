@@ -7,17 +7,10 @@ ARG: model name. He et al. 2015's CIFAR recipe (55k/5k split, per-pixel mean, pa
 SGD 0.9, wd 1e-4, lr 0.1 /10 at 50% and 75%) shortened to 8,000 steps at batch 128 (~19 epochs),
 so a GPU runs the whole depth sweep in minutes. No paper reports these nets on Fashion-MNIST; the
 claim to check is the ordering of He et al. 2015 Fig. 6: plain nets get worse with depth, ResNets
-better. Measured numbers, with their command, are in the README.
+better.
 """
-from resnet_jax.configs import base_config
+from resnet_jax.configs import recipe
 
 
 def get_config(arg: str = "resnet20"):
-  config = base_config()
-  config.model = arg or "resnet20"
-  config.dataset = "fashion_mnist"
-  config.num_steps = 8000
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
-  config.warmup = "steps" if config.model in ("resnet110", "plain110") else "none"
-  return config
+  return recipe("fashion_mnist", arg or "resnet20")

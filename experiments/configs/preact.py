@@ -12,13 +12,10 @@ preact_resnet110 6.37, original bottleneck 164 5.93, preact_resnet164 5.46, prea
 4.92 (4.62 at batch 64). CIFAR-100: preact_resnet164 24.33, preact_resnet1001 22.71.
 GPU time: not yet measured by this project.
 """
-from resnet_jax.configs import base_config
+from resnet_jax.configs import recipe
 
 
 def get_config(arg: str = "preact_resnet110"):
-  config = base_config()
-  config.model = arg or "preact_resnet110"
-  config.dataset = "cifar10"
-  config.val_size = 5000
-  config.warmup = "steps"
+  config = recipe("cifar10", arg or "preact_resnet110")
+  config.warmup = "steps"  # the appendix warms up every CIFAR net
   return config

@@ -49,3 +49,40 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_batch_size = 500
   return c
+
+
+# Per data set: the He 2015 recipe, shortened where the data set is small (digits) or where a GPU
+# should finish a sweep in minutes (fashion_mnist). CIFAR keeps the paper's 64k steps.
+_RECIPES = {
+    "digits": dict(dataset="digits", augment_pad=2, augment_flip=False, num_steps=1500,
+                   log_every=25, eval_every=250, checkpoint_every=500, eval_batch_size=400),
+    "fashion_mnist": dict(dataset="fashion_mnist", num_steps=8000, eval_every=1000,
+                          checkpoint_every=1000),
+    "cifar10": dict(dataset="cifar10", val_size=5000),
+    "cifar100": dict(dataset="cifar100", val_size=5000),
+}
+RECIPE_DATASETS = tuple(_RECIPES)
+# He 2015 warms up ResNet-110 and -1202 at lr 0.01 for 400 iterations.
+WARMUP_MODELS = ("resnet110", "resnet1202", "plain110", "plain1202")
+
+
+def recipe(dataset: str, model: str = "resnet20") -> ml_collections.ConfigDict:
+  """The training config of `model` on `dataset` (digits | fashion_mnist | cifar10 | cifar100)."""
+  if dataset not in _RECIPES:
+    raise ValueError(f"no recipe for dataset {dataset!r}; choose from {RECIPE_DATASETS}")
+  config = base_config()
+  config.update(_RECIPES[dataset])
+  config.model = model
+  config.warmup = warmup_for(model, "none")
+  return config
+
+
+def warmup_for(model: str, default: str) -> str:
+  return "steps" if model in WARMUP_MODELS else default
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a training config to a two-step run on a 16-image slice (CI's smoke setting)."""
+  config.update(dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1, eval_every=2,
+                     checkpoint_every=2, eval_batch_size=16))
+  return config

@@ -54,8 +54,8 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, start_over:
   current = config.to_dict()
   if os.path.exists(path) and not start_over:
     saved = metrics_io.read_json(path)
-    differ = sorted(k for k in set(saved) | set(current)
-                    if k not in LOOP_FIELDS and _jsonable(saved.get(k)) != _jsonable(current.get(k)))
+    differ = sorted(k for k in set(saved) | set(current) if k not in LOOP_FIELDS
+                    and _jsonable(saved.get(k)) != _jsonable(current.get(k)))
     if differ:
       details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
       raise ConfigMismatchError(
@@ -103,8 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   rng = jax.random.key(config.seed)
   init_rng, data_rng, aug_rng = jax.random.split(rng, 3)
-  state = jax.jit(functools.partial(create_train_state, model, tx, image_shape=dataset.image_shape),
-                  out_shardings=repl)(init_rng)
+  init = functools.partial(create_train_state, model, tx, image_shape=dataset.image_shape)
+  state = jax.jit(init, out_shardings=repl)(init_rng)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, state)
   state = restored if restored is not None else state
@@ -156,7 +156,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       _check_finite(window, step)
       now = time.time()
       mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-      mean["images_per_s"] = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
+      elapsed = max(now - window_start, 1e-9)
+      mean["images_per_s"] = (step - window_step) * config.batch_size / elapsed
       window_start, window_step = now, step
       writer.write(step, mean)
       history.append({"step": step, **mean})

@@ -1,0 +1,77 @@
+"""Experiment configs (one per Makefile target), the runner, its summary and report."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from resnet_jax import configs, experiment, metrics_io
+from resnet_jax.models import get_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
+TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths")
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_every_makefile_target_has_its_config():
+  names = {os.path.basename(p)[:-3] for p in EXPERIMENTS}
+  assert set(TARGETS) | {"demo"} <= names
+  with open(os.path.join(REPO, "Makefile")) as f:
+    makefile = f.read()
+  for name in TARGETS:
+    assert f"--config=experiments/{name}.py:$(DATASET)" in makefile
+
+
+@pytest.mark.parametrize("name", TARGETS)
+@pytest.mark.parametrize("dataset", configs.RECIPE_DATASETS)
+def test_experiment_configs_build_for_every_dataset(name, dataset):
+  module = load(os.path.join(REPO, "experiments", f"{name}.py"))
+  assert f"make {name.replace('_', '-')}" in module.__doc__
+  config = module.get_config(dataset)
+  assert config.train.dataset == dataset
+  for spec in config.models:
+    model, shortcut = experiment.split_spec(spec)
+    get_model(model, **({"shortcut": shortcut} if shortcut else {}))
+  assert module.get_config(f"{dataset},smoke").train.num_steps == 2
+
+
+def test_bad_experiment_arg_names_the_datasets():
+  with pytest.raises(ValueError, match="digits"):
+    experiment.parse_arg("mnist")
+  assert experiment.parse_arg("") == ("digits", False)
+  assert experiment.parse_arg("cifar10,smoke") == ("cifar10", True)
+
+
+def test_demo_smoke_runs_the_whole_pipeline(tmp_path):
+  config = load(os.path.join(REPO, "experiments", "demo.py")).get_config("smoke")
+  config.models = ("plain8", "resnet14")
+  summary = experiment.run_experiment(config, str(tmp_path), seeds=2, progress=False)
+  assert set(summary["models"]) == {"plain8", "resnet14"}
+  r14 = summary["models"]["resnet14"]
+  assert r14["test_error_at_best_val"]["n"] == 2
+  assert "lesion_slope" in r14 and len(r14["effective_paths_exact"]) == 2
+  assert "effective_paths_sampled" not in summary["models"]["plain8"]  # plain nets have no paths
+  report = (tmp_path / "report.md").read_text()
+  assert "| resnet14 |" in report and "effective paths" in report
+  for figure in ("training_curves", "response_std", "lesion_single", "lesion_k_reorder",
+                 "path_gradients"):
+    assert (tmp_path / "figures" / f"{figure}.png").exists(), figure
+    assert f"figures/{figure}.png" in report
+  analysis = metrics_io.read_json(str(tmp_path / "seed1" / "resnet14" / "analysis.json"))
+  assert len(analysis["lesion_single"]) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TARGETS)
+def test_experiment_smoke_runs(name, tmp_path):
+  config = load(os.path.join(REPO, "experiments", f"{name}.py")).get_config("digits,smoke")
+  summary = experiment.run_experiment(config, str(tmp_path), progress=False)
+  assert set(summary["models"]) == set(config.models)
+  assert (tmp_path / "report.md").exists()
