@@ -124,10 +124,11 @@ def test_rerun_resumes_and_refuses_another_config(tmp_path):
   with pytest.raises(train.ConfigMismatchError, match="model"):
     train.train_and_evaluate(tiny_config(num_steps=3, model="plain8"), str(tmp_path),
                              progress=False)
-  # Loop-only fields may change; the run resumes where it stopped.
+  # Loop-only fields may change. The run is finished, so its results stay as they were.
+  first = metrics_io.read_json(str(tmp_path / "results.json"))
   results = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1), str(tmp_path),
                                      progress=False)
-  assert results["resumed_from_step"] == 3
+  assert results == first and results["resumed_from_step"] == 0
   results = train.train_and_evaluate(tiny_config(num_steps=6, model="plain8"), str(tmp_path),
                                      start_over=True, progress=False)
   assert results["resumed_from_step"] == 0 and results["steps"] == 6
@@ -155,9 +156,7 @@ def _launch(workdir, steps_, extra=()):
 
 
 def _final_params(workdir):
-  mngr = checkpoint.manager(str(workdir))
-  restored = mngr.restore(mngr.latest_step())
-  return restored["params"]
+  return checkpoint.restore_saved(checkpoint.manager(str(workdir)))["params"]
 
 
 def test_sigkill_and_resume_ends_with_exactly_the_uninterrupted_parameters(tmp_path):

@@ -53,10 +53,9 @@ def load_run(workdir: str):
   dataset = train.load_data(config)
   model = train.build_model(config, dataset.num_classes)
   mngr = checkpoint.manager(workdir)
-  step = mngr.latest_step()
-  if step is None:
+  if mngr.latest_step() is None:
     raise FileNotFoundError(f"{workdir} has no checkpoint to analyse")
-  restored = mngr.restore(step)
+  restored = checkpoint.restore_saved(mngr)
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   return config, dataset, model, variables
 

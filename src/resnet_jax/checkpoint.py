@@ -30,3 +30,12 @@ def restore_latest(mngr: ocp.CheckpointManager, like: TrainState) -> TrainState 
     return None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def restore_saved(mngr: ocp.CheckpointManager, step: int | None = None) -> dict:
+  """A checkpoint as saved (nested dicts of numpy-backed arrays), with no target to match;
+  for analyses and tests that only read it. Defaults to the latest step."""
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+  return mngr.restore(step, args=ocp.args.StandardRestore())

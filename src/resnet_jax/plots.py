@@ -220,5 +220,5 @@ def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = N
                label=f"{fraction:.0%} of the first: lengths {lengths[lo]}-{lengths[hi]}")
   ax_c.set(title="total gradient magnitude per path length", xlabel="path length",
            ylabel="share of total")
-  ax_c.legend(fontsize="x-small", loc="upper left")
+  ax_c.legend(fontsize="x-small", loc="best")
   return _finish(fig, path)

@@ -109,6 +109,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   restored = checkpoint.restore_latest(mngr, state)
   state = restored if restored is not None else state
   start_step = int(jax.device_get(state.step))
+  results_path = os.path.join(workdir, metrics_io.RESULTS_FILE)
+  if start_step >= config.num_steps and os.path.exists(results_path):
+    return metrics_io.read_json(results_path)  # finished before: keep its results as they were
 
   step_fn = functools.partial(
       steps.train_step, model=model, tx=tx, learning_rate_fn=lr_fn,
@@ -177,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   results = summarize(history, state, config, time.time() - start_time, start_step)
   if jax.process_index() == 0:
-    metrics_io.write_json(os.path.join(workdir, metrics_io.RESULTS_FILE), results)
+    metrics_io.write_json(results_path, results)
   return results
 
 
