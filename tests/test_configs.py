@@ -1,23 +1,15 @@
 """Every experiment config builds, is locked, carries the promised fields and runs a step."""
 import glob
-import importlib.util
 import os
 
 import pytest
+from config_files import REPO, load
 
 from resnet_jax import configs, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
 REQUIRED = ("model", "dataset", "archive", "data_dir", "batch_size", "num_steps", "eval_every",
             "checkpoint_every", "seed")
-
-
-def load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_there_are_configs():

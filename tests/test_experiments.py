@@ -1,23 +1,15 @@
 """Experiment configs (one per Makefile target), the runner, its summary and report."""
 import glob
-import importlib.util
 import os
 
 import pytest
+from config_files import REPO, load
 
 from resnet_jax import configs, experiment, metrics_io
 from resnet_jax.models import get_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
 TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths")
-
-
-def load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_every_makefile_target_has_its_config():

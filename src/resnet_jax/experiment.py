@@ -160,8 +160,9 @@ def write_report(config, summary: dict[str, Any], figures: list[str], workdir: s
   how = "median (mean ± std) over %d seeds" % seeds if seeds > 1 else "one seed"
   lines = [f"# {summary['title']}", "",
            f"Data set `{summary['dataset']}`, {summary['num_steps']} steps, {how}, device "
-           f"{summary['device_kind']}. Errors in %; the test error is taken at the step of best "
-           "validation error.", "",
+           f"{summary['device_kind']}. Errors in %. Train error: the mean over the last logged "
+           "training batches (augmented, BN in training mode). Test error (best val): at the "
+           "evaluation step of lowest validation error; final: at the last step.", "",
            "| model | params | train error | test error (best val) | final test error |",
            "|---|---|---|---|---|"]
   for model, e in summary["models"].items():
