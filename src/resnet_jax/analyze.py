@@ -17,7 +17,7 @@ import numpy as np
 import tqdm
 
 from resnet_jax import analysis, checkpoint, metrics_io, plots, train
-from resnet_jax.models import blocks
+from resnet_jax.models import blocks, surgery
 
 ANALYSES = ("response_std", "lesion", "paths")
 ANALYSIS_FILE = "analysis.json"
@@ -100,7 +100,7 @@ def compute(model, variables, images, labels, analyses: Sequence[str], settings:
           model, variables, images, labels, np.ones((1, n), np.float32))[0])
       out["lesion_k"] = analysis.lesion_k(model, variables, images, labels, ks,
                                           settings.lesion_samples, jax.random.fold_in(key, 1))
-      if residual and any(c > 2 for c in _stage_counts(model)):
+      if residual and any(c > 2 for c in surgery.stage_block_counts(model)):
         swaps = sorted({1, 2, 4, 8, max(1, n // 2)})
         out["lesion_reorder"] = analysis.lesion_reorder(
             model, variables, images, labels, swaps, settings.lesion_samples,
@@ -117,11 +117,6 @@ def compute(model, variables, images, labels, analyses: Sequence[str], settings:
       out["effective_paths_sampled"] = analysis.effective_paths(sampled.total)
       out["effective_paths_exact"] = analysis.effective_paths(exact.norm)
   return _jsonable(out)
-
-
-def _stage_counts(model) -> tuple[int, ...]:
-  from resnet_jax.models import surgery  # pylint: disable=g-import-not-at-top
-  return surgery.stage_block_counts(model)
 
 
 def as_namespace(result: dict[str, Any] | None):

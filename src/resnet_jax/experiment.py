@@ -7,6 +7,7 @@ it). The experiment then writes WORKDIR/summary.json, WORKDIR/report.md and the 
 WORKDIR/figures/*.png|svg. With several seeds, each model's numbers are the median and mean±std
 over seeds of the test error *at the step of best validation error* (never chosen by test error).
 """
+import copy
 import dataclasses
 import os
 from typing import Any
@@ -56,8 +57,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, seeds: in
   runs = {}
   for seed in range(seeds):
     for model in config.models:
-      train_config = ml_collections.ConfigDict(config.train.to_dict())
-      train_config.lr_boundaries = tuple(train_config.lr_boundaries)
+      train_config = copy.deepcopy(config.train)
       train_config.model, train_config.shortcut = split_spec(model)
       train_config.warmup = configs.warmup_for(train_config.model, config.train.warmup)
       train_config.seed = seed

@@ -7,6 +7,7 @@ augmentation depend only on (seed, step), so a killed and resumed run ends with 
 parameters of an uninterrupted one.
 """
 import functools
+import json
 import os
 import shutil
 import time
@@ -51,11 +52,12 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, start_over:
   """Refuses a workdir that holds another config's run, unless told to start over."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, metrics_io.CONFIG_FILE)
-  current = config.to_dict()
+  # Through JSON, as config.json holds it (tuples become lists), so the two compare field by field.
+  current = json.loads(json.dumps(config.to_dict()))
   if os.path.exists(path) and not start_over:
     saved = metrics_io.read_json(path)
-    differ = sorted(k for k in set(saved) | set(current) if k not in LOOP_FIELDS
-                    and _jsonable(saved.get(k)) != _jsonable(current.get(k)))
+    differ = sorted(k for k in set(saved) | set(current)
+                    if k not in LOOP_FIELDS and saved.get(k) != current.get(k))
     if differ:
       details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
       raise ConfigMismatchError(
@@ -70,10 +72,6 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, start_over:
         os.remove(target)
   if jax.process_index() == 0:
     metrics_io.write_json(path, current)
-
-
-def _jsonable(value: Any) -> Any:
-  return list(value) if isinstance(value, tuple) else value
 
 
 def _check_finite(window: list[dict[str, float]], step: int) -> None:
