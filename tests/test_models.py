@@ -137,6 +137,22 @@ def test_block_names_and_counts():
   assert get_model("resnet152_imagenet").num_blocks == 50
 
 
+@pytest.mark.parametrize("name,shape", [("resnet8", (1, 8, 8, 3)),
+                                        ("preact_bottleneck11", (1, 8, 8, 3)),
+                                        ("resnet18_imagenet", (1, 32, 32, 3))])
+def test_downsampling_blocks_are_where_the_resolution_halves(name, shape):
+  model = get_model(name)
+  variables, images = tiny_variables(model, shape)
+  _, state = model.apply(variables, images, mutable=["intermediates"])
+  height = {}  # block name -> height of its last recorded response
+  for layer, y in surgery.responses_in_order(state["intermediates"]):
+    height[layer.rsplit("_", 1)[0]] = y.shape[1]
+  heights = [height[b] for b in model.block_names()]
+  halved = tuple(i for i in range(1, len(heights)) if heights[i] == heights[i - 1] // 2)
+  assert surgery.downsampling_blocks(model) == halved
+  assert len(halved) == len(surgery.stage_block_counts(model)) - 1
+
+
 def test_gate_zero_deletes_branch_and_default_controls_change_nothing():
   model = get_model("resnet20")
   variables, images = tiny_variables(model)

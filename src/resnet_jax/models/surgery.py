@@ -70,3 +70,15 @@ def stage_block_counts(model) -> tuple[int, ...]:
     stage = name.split("_")[0]
     counts[stage] = counts.get(stage, 0) + 1
   return tuple(counts.values())
+
+
+def downsampling_blocks(model) -> tuple[int, ...]:
+  """Indices (from 0, in `model.block_names()` order) of the blocks that halve the resolution.
+
+  Every network of this package strides by 2 at the entry of each stage after the first, so these
+  are the first blocks of stages 2, 3, ...: the blocks whose deletion Veit et al. 2016 found to
+  hurt (their shortcut is not an identity).
+  """
+  return tuple(i for i, name in enumerate(model.block_names())
+               if name.endswith("_block1") and not name.startswith("stage1_"))
+
