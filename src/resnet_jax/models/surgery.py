@@ -81,4 +81,3 @@ def downsampling_blocks(model) -> tuple[int, ...]:
   """
   return tuple(i for i, name in enumerate(model.block_names())
                if name.endswith("_block1") and not name.startswith("stage1_"))
-
