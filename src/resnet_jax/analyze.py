@@ -53,9 +53,7 @@ def load_run(workdir: str):
   dataset = train.load_data(config)
   model = train.build_model(config, dataset.num_classes)
   mngr = checkpoint.manager(workdir)
-  if mngr.latest_step() is None:
-    raise FileNotFoundError(f"{workdir} has no checkpoint to analyse")
-  restored = checkpoint.restore_saved(mngr)
+  restored = checkpoint.restore_saved(mngr)  # FileNotFoundError where the run saved none
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   return config, dataset, model, variables
 

@@ -4,6 +4,7 @@ The layout these functions rely on is owned by `stages.Stage`: stage `s` holds i
 under `stage{s}/block1` and the rest stacked under `stage{s}/blocks/block` (leading axis = block
 index - 2).
 """
+import itertools
 import re
 from typing import Any, Mapping
 
@@ -79,5 +80,4 @@ def downsampling_blocks(model) -> tuple[int, ...]:
   are the first blocks of stages 2, 3, ...: the blocks whose deletion Veit et al. 2016 found to
   hurt (their shortcut is not an identity).
   """
-  return tuple(i for i, name in enumerate(model.block_names())
-               if name.endswith("_block1") and not name.startswith("stage1_"))
+  return tuple(itertools.accumulate(stage_block_counts(model)[:-1]))
