@@ -125,9 +125,12 @@ def test_rerun_resumes_and_refuses_another_config(tmp_path):
     train.train_and_evaluate(tiny_config(num_steps=3, model="plain8"), str(tmp_path),
                              progress=False)
   # Loop-only fields may change. The run is finished, so its results stay as they were.
+  # It neither loads data nor compiles: an experiment rerun over finished runs is instant.
   first = metrics_io.read_json(str(tmp_path / "results.json"))
-  results = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1), str(tmp_path),
-                                     progress=False)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, "load_data", lambda _: pytest.fail("a finished run loaded its data"))
+    results = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1), str(tmp_path),
+                                       progress=False)
   assert results == first and results["resumed_from_step"] == 0
   results = train.train_and_evaluate(tiny_config(num_steps=6, model="plain8"), str(tmp_path),
                                      start_over=True, progress=False)

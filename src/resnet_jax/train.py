@@ -92,6 +92,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   start_time = time.time()
   prepare_workdir(config, workdir, start_over)
+  results_path = os.path.join(workdir, metrics_io.RESULTS_FILE)
+  if os.path.exists(results_path):
+    saved = metrics_io.read_json(results_path)
+    if saved["steps"] >= config.num_steps:
+      # Finished before: keep its results as they were, without loading data or compiling, so
+      # that an experiment rerun over finished runs only rewrites its summary.
+      return saved
   dataset = load_data(config)
   model = build_model(config, dataset.num_classes)
   tx = optim.make_optimizer(config)
@@ -107,9 +114,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   restored = checkpoint.restore_latest(mngr, state)
   state = restored if restored is not None else state
   start_step = int(jax.device_get(state.step))
-  results_path = os.path.join(workdir, metrics_io.RESULTS_FILE)
-  if start_step >= config.num_steps and os.path.exists(results_path):
-    return metrics_io.read_json(results_path)  # finished before: keep its results as they were
 
   step_fn = functools.partial(
       steps.train_step, model=model, tx=tx, learning_rate_fn=lr_fn,
