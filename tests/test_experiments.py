@@ -67,3 +67,20 @@ def test_experiment_smoke_runs(name, tmp_path):
   summary = experiment.run_experiment(config, str(tmp_path), progress=False)
   assert set(summary["models"]) == set(config.models)
   assert (tmp_path / "report.md").exists()
+
+
+def test_concurrent_runs_train_side_by_side_and_summarize_like_one_experiment(tmp_path):
+  from resnet_jax import concurrent_runs  # pylint: disable=g-import-not-at-top
+  config = os.path.join(REPO, "experiments", "degradation.py") + ":digits,smoke"
+  with pytest.raises(SystemExit):  # a model the experiment does not train is refused
+    concurrent_runs.main([f"--config={config}", f"--workdir={tmp_path}", "--models=resnet8"])
+  assert concurrent_runs.main([f"--config={config}", f"--workdir={tmp_path}",
+                               "--models=resnet20,plain20", "--config.train.eval_every=1"]) == 0
+  summary = metrics_io.read_json(str(tmp_path / "summary.json"))
+  assert list(summary["models"]) == ["plain20", "resnet20"]  # the config's order
+  for model in ("plain20", "resnet20"):
+    results = metrics_io.read_json(str(tmp_path / "seed0" / model / "results.json"))
+    assert results["steps"] == 2 and results["model"] == model
+    assert summary["models"][model]["final_test_error"]["median"] == results["test_error"]
+    assert (tmp_path / "logs" / f"{model}.log").exists()
+  assert (tmp_path / "report.md").exists()

@@ -72,6 +72,8 @@ def run_experiment() -> None:
       "config", None, "experiments/configs/EXPERIMENT.py:DATASET[,smoke]", lock_config=True)
   flags.DEFINE_string("workdir", None, "Experiment directory (one training workdir per run).")
   flags.DEFINE_integer("seeds", 1, "Seeds per model; the report gives median and mean ± std.")
+  flags.DEFINE_bool("runs_only", False, "Train (and analyse) the runs; write no summary, report "
+                    "or figures (for processes that share a workdir).")
   flags.mark_flags_as_required(["config", "workdir"])
 
   def main(argv):
@@ -79,7 +81,9 @@ def run_experiment() -> None:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     from resnet_jax import experiment  # pylint: disable=g-import-not-at-top
-    experiment.run_experiment(config.value, flags.FLAGS.workdir, seeds=flags.FLAGS.seeds)
-    print(f"report: {os.path.join(flags.FLAGS.workdir, experiment.REPORT_FILE)}")
+    experiment.run_experiment(config.value, flags.FLAGS.workdir, seeds=flags.FLAGS.seeds,
+                              runs_only=flags.FLAGS.runs_only)
+    if not flags.FLAGS.runs_only:
+      print(f"report: {os.path.join(flags.FLAGS.workdir, experiment.REPORT_FILE)}")
 
   app.run(main)

@@ -49,8 +49,12 @@ def run_dir(workdir: str, seed: int, spec: str) -> str:
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, seeds: int = 1,
-                   progress: bool = True) -> dict[str, Any]:
-  """Trains and analyses every (seed, model), then writes summary.json, report.md, figures/."""
+                   progress: bool = True, runs_only: bool = False) -> dict[str, Any] | None:
+  """Trains and analyses every (seed, model), then writes summary.json, report.md, figures/.
+
+  With runs_only it writes no summary, report or figures and returns None: several processes
+  can then train the models of one workdir side by side (`resnet_jax.concurrent_runs`).
+  """
   if seeds < 1:
     raise ValueError(f"seeds must be >= 1, got {seeds}")
   settings = analyze.Settings(**config.analysis.to_dict())
@@ -68,6 +72,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, seeds: in
       if config.analyses:
         result["analysis"] = analyze.analyze_run(directory, config.analyses, settings, progress)
       runs[(seed, model)] = result
+  if runs_only:
+    return None
   summary = summarize(config, runs, seeds)
   metrics_io.write_json(os.path.join(workdir, SUMMARY_FILE), summary)
   figures = compare_figures(config, runs, os.path.join(workdir, "figures"))
