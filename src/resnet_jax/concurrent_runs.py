@@ -5,9 +5,9 @@
       [--seeds=1] [--config.train.FIELD=VALUE ...]
 
 Each run depends only on its config and seed, so the runs, summary.json, report.md and figures are
-those of `python -m resnet_jax.experiment` with the same arguments. They come sooner where one
-small model leaves the accelerator mostly idle (a CIFAR-sized net on a large GPU) or where a
-machine has more cores than one compilation uses. Every process is
+those of `python -m resnet_jax.experiment` with the same arguments. Side by side they can finish
+sooner where one small model leaves the accelerator partly idle (a CIFAR-sized net on a large GPU)
+or one compilation leaves cores idle. Every process is
 `python -m resnet_jax.experiment --runs_only` over one model, logging to WORKDIR/logs/MODEL.log;
 rerunning the command resumes each run from its checkpoints, as usual.
 
