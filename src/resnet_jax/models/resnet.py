@@ -37,6 +37,14 @@ class CifarResNet(nn.Module):
   scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
 
   @property
+  def stage_sizes(self) -> tuple[int, ...]:
+    return (self.blocks_per_stage,) * 3
+
+  @property
+  def is_residual(self) -> bool:
+    return self.block_cls is not blocks.PlainBlock
+
+  @property
   def num_blocks(self) -> int:
     return 3 * self.blocks_per_stage
 
@@ -76,6 +84,14 @@ class PreActCifarResNet(nn.Module):
   scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
 
   @property
+  def stage_sizes(self) -> tuple[int, ...]:
+    return (self.blocks_per_stage,) * 3
+
+  @property
+  def is_residual(self) -> bool:
+    return self.block_cls is not blocks.PlainBlock
+
+  @property
   def num_blocks(self) -> int:
     return 3 * self.blocks_per_stage
 
@@ -106,6 +122,10 @@ class ImageNetResNet(nn.Module):
   stride_in_3x3: bool = False
   widths: Sequence[int] = IMAGENET_WIDTHS
   scan_unroll: int | None = None
+
+  @property
+  def is_residual(self) -> bool:
+    return self.block_cls is not blocks.PlainBlock
 
   @property
   def num_blocks(self) -> int:
