@@ -78,10 +78,6 @@ class Dataset:
     """(H, W, C) of every image."""
     return tuple(self.train_images.shape[1:])
 
-  def denormalize(self, images: np.ndarray) -> np.ndarray:
-    """Maps [..., H, W, C] normalised images back to [0, 1] pixels, e.g. for plotting."""
-    return images * self.std + self.mean
-
   def __repr__(self) -> str:
     # The default repr would print every pixel.
     return (f"Dataset({self.name!r}, train={self.train_images.shape}, "

@@ -49,26 +49,6 @@ def _parse_header(path: str, head: bytes, expected_magic: int) -> tuple[int, tup
   return header_len, tuple(int(d) for d in dims)
 
 
-def read_idx_header(path: str, expected_magic: int) -> tuple[int, ...]:
-  """Reads only the header of an IDX file: cheap even for the 26 MB training images.
-
-  Args:
-    path: an IDX file, gzipped if its name ends in .gz.
-    expected_magic: IMAGES_MAGIC or LABELS_MAGIC.
-  Returns:
-    The dimensions, e.g. (60000, 28, 28) for Fashion-MNIST's training images.
-  Raises:
-    ValueError: naming the file, if the magic number is wrong or the header is cut short.
-  """
-  try:
-    with _open(path) as f:
-      head = f.read(4 + 4 * 3)
-  except (OSError, EOFError, zlib.error) as err:
-    raise ValueError(f"{path}: unreadable IDX file, corrupt or truncated ({err})") from err
-  ndim = expected_magic & 0xFF
-  return _parse_header(path, head[:4 + 4 * ndim], expected_magic)[1]
-
-
 def read_idx(path: str, expected_magic: int) -> np.ndarray:
   """Reads a whole IDX file of unsigned bytes.
 
