@@ -207,10 +207,29 @@ def test_stratified_split_partitions_proportionally():
 
 
 @pytest.mark.parametrize("size", [16, 12, 5])
-def test_resize_matches_jax_image_resize(size):
-  images = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
-  expected = jax.image.resize(images, (2, size, size, 3), "linear")
-  np.testing.assert_allclose(transforms.resize_bilinear(images, size), expected, atol=1e-5)
+def test_resize_is_jax_linear_in_chunks(size, monkeypatch):
+  images = np.random.default_rng(0).random((5, 8, 8, 3), dtype=np.float32)
+  expected = jax.image.resize(images, (5, size, size, 3), "linear", antialias=True)
+  monkeypatch.setattr(transforms, "RESIZE_CHUNK", 2)  # chunks of 2, 2 and 1 images
+  got = transforms.resize_bilinear(images, size)
+  assert type(got) is np.ndarray and got.dtype == np.float32 and got.shape == (5, size, size, 3)
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_resize_values_by_hand():
+  # Upsampling with half-pixel centres: output centres fall at input coordinates -0.25, 0.25,
+  # 0.75, 1.25, and the edges clamp.
+  ramp = np.array([0, 1], np.float32).reshape(1, 2, 1, 1) * np.ones((1, 1, 2, 1), np.float32)
+  up = transforms.resize_bilinear(ramp, 4)
+  np.testing.assert_allclose(up[0, :, 0, 0], [0, 0.25, 0.75, 1], atol=1e-6)
+  # Shrinking by 2 antialiases: a filter twice as wide weighs rows 2o-1..2o+2 by 1, 3, 3, 1 (/8),
+  # so stripes two rows wide turn grey; plain bilinear would average rows 2o and 2o+1 only and
+  # give 0, 1, 0, 1.
+  stripes = np.array([1, 1, 0, 0, 1, 1, 0, 0], np.float32)[:, None] * np.ones(8, np.float32)
+  down = transforms.resize_bilinear(stripes.reshape(1, 8, 8, 1), 4)
+  np.testing.assert_allclose(down[0, 1:3, 0, 0], [0.25, 0.75], atol=1e-6)
+  flat = transforms.resize_bilinear(np.full((2, 7, 7, 3), 0.3, np.float32), 3)
+  np.testing.assert_allclose(flat, 0.3, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- fashion_mnist
