@@ -21,12 +21,11 @@ remaining 1,397, giving 1,197 / 200 / 400. Digits are upsampled to 16x16 by defa
 three-stage CIFAR ResNet sees 16/8/4 feature maps instead of 8/4/2.
 """
 import dataclasses
-import os
 
 import numpy as np
 
-from resnet_jax.data import cifar, idx, tfds_source, transforms
-from resnet_jax.data.errors import DataUnavailableError
+from resnet_jax.data import transforms
+from resnet_jax.data.sources import NUM_CLASSES, read_source
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "synthetic")
 NORMALIZATIONS = transforms.NORMALIZATIONS
@@ -34,13 +33,6 @@ NORMALIZATIONS = transforms.NORMALIZATIONS
 DEFAULT_VAL_SIZE = {"digits": 200, "fashion_mnist": 5000, "cifar10": 5000, "cifar100": 5000,
                     "synthetic": 0}
 DEFAULT_IMAGE_SIZE = {"digits": 16}
-NUM_CLASSES = {"digits": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "synthetic": 10}
-
-DIGITS_TEST_SIZE = 400
-DIGITS_TEST_SEED = 0
-SYNTHETIC_TRAIN_SIZE = 10_000
-SYNTHETIC_TEST_SIZE = 2_000
-SYNTHETIC_SHAPE = (32, 32, 3)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -91,56 +83,67 @@ def _check_int(name: str, value, minimum: int) -> None:
     raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
 
 
-def _digits() -> dict:
-  from sklearn.datasets import load_digits  # sklearn ships the file; nothing is downloaded.
-  bunch = load_digits()
-  images = bunch.images.astype(np.uint8)[..., None]  # [1797, 8, 8, 1], values 0..16
-  labels = bunch.target.astype(np.int32)
-  pool, test = transforms.stratified_split(labels, DIGITS_TEST_SIZE, DIGITS_TEST_SEED)
-  return dict(train_images=images[pool], train_labels=labels[pool], test_images=images[test],
-              test_labels=labels[test], max_value=16.0)
+def _check_args(name: str, *, archive: str, normalization: str, val_size, limit,
+                image_size) -> None:
+  """Raises ValueError on arguments that no data source could satisfy, before reading anything."""
+  if name not in DATASETS:
+    raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+  _check_int("val_size", val_size, 0)
+  _check_int("limit", limit, 1)
+  _check_int("image_size", image_size, 1)
+  if archive and name not in ("cifar10", "cifar100"):
+    raise ValueError(f"archive= is only for ('cifar10', 'cifar100'), not {name!r}")
 
 
-def _synthetic(seed: int, image_size: int | None, train_size: int, test_size: int) -> dict:
-  height, width, channels = SYNTHETIC_SHAPE
-  if image_size is not None:
-    height = width = image_size
-  rng = np.random.default_rng(seed)
-  num_classes = NUM_CLASSES["synthetic"]
-  # Half a fixed template per class, half fresh noise: learnable, so a smoke run's loss must fall,
-  # yet not so easy that a benchmark step differs from a real one (the cost does not depend on it).
-  templates = rng.random((num_classes, height, width, channels), dtype=np.float32)
+def _split(raw: dict, name: str, val_size: int, seed: int, limit: int | None
+           ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Which raw images make up each split.
 
-  def draw(n):
-    labels = rng.integers(0, num_classes, n).astype(np.int32)
-    noise = rng.random((n, height, width, channels), dtype=np.float32)
-    return 0.5 * templates[labels] + 0.5 * noise, labels
-
-  train_images, train_labels = draw(train_size)
-  test_images, test_labels = draw(test_size)
-  return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
-              test_labels=test_labels, max_value=1.0)
-
-
-def _fashion_mnist(data_dir: str) -> dict:
-  directory = data_dir or idx.DEBIAN_FASHION_MNIST_DIR
-  files = idx.find_fashion_mnist_files(directory) if os.path.isdir(directory) else None
-  if files is not None:
-    return dict(idx.read_fashion_mnist(files), max_value=255.0)
-  # No IDX files: the same data may have been prepared for tfds (in data_dir when given).
-  try:
-    return dict(tfds_source.read_tfds("fashion_mnist", data_dir), max_value=255.0)
-  except DataUnavailableError as err:
-    raise DataUnavailableError(f"no Fashion-MNIST IDX files in {directory}, and {err}") from None
+  Args:
+    raw: as returned by `sources.read_source`.
+    name, val_size, seed, limit: as for `load_dataset` (val_size resolved to an int).
+  Returns:
+    {"train": (images, labels, index), "val": ..., "test": ...}: the split is images[index]
+    ([n, H, W, C]) and labels[index] ([n]); index is [n] int64, already cut to `limit`.
+  """
+  num_train = raw["train_labels"].shape[0]
+  if val_size >= num_train:
+    raise ValueError(f"val_size={val_size} must be smaller than the {num_train} training images "
+                     f"of {name}")
+  kept, held = transforms.stratified_split(raw["train_labels"], val_size, seed)
+  all_test = np.arange(raw["test_labels"].shape[0])
+  return {"train": (raw["train_images"], raw["train_labels"], kept[:limit]),
+          "val": (raw["train_images"], raw["train_labels"], held[:limit]),
+          "test": (raw["test_images"], raw["test_labels"], all_test[:limit])}
 
 
-def _cifar(name: str, data_dir: str, archive: str) -> dict:
-  if archive:
-    if not os.path.isfile(archive):
-      raise DataUnavailableError(f"--config.archive={archive} does not exist. To get {name}, "
-                                 f"either\n{tfds_source.how_to_get(name, data_dir)}")
-    return dict(cifar.read_cifar_archive(archive, name), max_value=255.0)
-  return dict(tfds_source.read_tfds(name, data_dir), max_value=255.0)
+def _to_float(images: np.ndarray, index: np.ndarray, max_value: float,
+              image_size: int | None) -> np.ndarray:
+  """Scales images[index] to [0, 1] in float32 and resizes them.
+
+  Args:
+    images: [N, H, W, C] pixels in [0, max_value].
+    index: [n] indices into images.
+    max_value: the largest pixel value of the source (16 for digits, 255 for photos).
+    image_size: S, the output height and width; None keeps H x W.
+  Returns:
+    [n, S, S, C] float32.
+  """
+  x = images[index].astype(np.float32) / np.float32(max_value)
+  return x if image_size is None else transforms.resize_bilinear(x, image_size)
+
+
+def _normalize(arrays: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
+               normalization: str) -> None:
+  """Normalises every f"{split}_images" [n, H, W, C] of `arrays` in place."""
+  for split in ("train", "val", "test"):
+    x = arrays[f"{split}_images"]
+    # In place: CIFAR's float32 copy is large enough that a second one matters.
+    x -= mean
+    if normalization != "pixel_mean":
+      x /= std
 
 
 def load_dataset(name: str, *, data_dir: str = "", archive: str = "", val_size: int | None = None,
@@ -177,54 +180,17 @@ def load_dataset(name: str, *, data_dir: str = "", archive: str = "", val_size: 
       or non-integer val_size/limit/image_size, or val_size not smaller than the training split.
     DataUnavailableError: if the data is not on this machine; the message says how to get it.
   """
-  if name not in DATASETS:
-    raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
-  if normalization not in NORMALIZATIONS:
-    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-  _check_int("val_size", val_size, 0)
-  _check_int("limit", limit, 1)
-  _check_int("image_size", image_size, 1)
-  if archive and name not in ("cifar10", "cifar100"):
-    raise ValueError(f"archive= is only for ('cifar10', 'cifar100'), not {name!r}")
+  _check_args(name, archive=archive, normalization=normalization, val_size=val_size, limit=limit,
+              image_size=image_size)
   val_size = DEFAULT_VAL_SIZE[name] if val_size is None else int(val_size)
   image_size = DEFAULT_IMAGE_SIZE.get(name) if image_size is None else int(image_size)
-
-  if name == "digits":
-    raw = _digits()
-  elif name == "synthetic":
-    train_size = SYNTHETIC_TRAIN_SIZE if limit is None else limit
-    raw = _synthetic(seed, image_size, train_size + val_size,
-                     SYNTHETIC_TEST_SIZE if limit is None else limit)
-  elif name == "fashion_mnist":
-    raw = _fashion_mnist(data_dir)
-  else:
-    raw = _cifar(name, data_dir, archive)
-
-  num_train = raw["train_labels"].shape[0]
-  if val_size >= num_train:
-    raise ValueError(f"val_size={val_size} must be smaller than the {num_train} training images "
-                     f"of {name}")
-  kept, held = transforms.stratified_split(raw["train_labels"], val_size, seed)
-  all_test = np.arange(raw["test_labels"].shape[0])
-  splits = {"train": (raw["train_images"], raw["train_labels"], kept),
-            "val": (raw["train_images"], raw["train_labels"], held),
-            "test": (raw["test_images"], raw["test_labels"], all_test)}
-
+  raw = read_source(name, data_dir=data_dir, archive=archive, seed=seed, image_size=image_size,
+                    limit=limit, val_size=val_size)
   arrays = {}
-  for split, (images, labels, index) in splits.items():
-    index = index[:limit]
-    x = images[index].astype(np.float32) / np.float32(raw["max_value"])
-    if image_size is not None:
-      x = transforms.resize_bilinear(x, image_size)
-    arrays[f"{split}_images"] = x
+  for split, (images, labels, index) in _split(raw, name, val_size, seed, limit).items():
+    arrays[f"{split}_images"] = _to_float(images, index, raw["max_value"], image_size)
     arrays[f"{split}_labels"] = labels[index].astype(np.int32)
-
   mean, std = transforms.normalization_stats(arrays["train_images"], normalization)
-  for split in ("train", "val", "test"):
-    x = arrays[f"{split}_images"]
-    # In place: CIFAR's float32 copy is large enough that a second one matters.
-    x -= mean
-    if normalization != "pixel_mean":
-      x /= std
+  _normalize(arrays, mean, std, normalization)
   return Dataset(name=name, num_classes=NUM_CLASSES[name], normalization=normalization, mean=mean,
                  std=std, **arrays)
