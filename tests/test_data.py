@@ -232,6 +232,27 @@ def test_resize_values_by_hand():
   np.testing.assert_allclose(flat, 0.3, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalization", ["pixel_mean", "channel_mean_std"])
+def test_normalization_stats_in_chunks(normalization):
+  images = np.random.default_rng(0).random((103, 6, 5, 3), dtype=np.float32)
+  mean, std = transforms.normalization_stats([images], normalization)
+  # One chunk gives exactly the float64 numpy statistics, rounded to float32.
+  if normalization == "pixel_mean":
+    expected = images.mean(axis=0, dtype=np.float64), np.ones((1, 1, 3))
+  else:
+    expected = (images.mean(axis=(0, 1, 2), dtype=np.float64).reshape(1, 1, 3),
+                images.std(axis=(0, 1, 2), dtype=np.float64).reshape(1, 1, 3))
+  np.testing.assert_array_equal(mean, expected[0].astype(np.float32))
+  np.testing.assert_array_equal(std, expected[1].astype(np.float32))
+  # Uneven chunks, one of them empty and one a single image: equal to float32 rounding.
+  chunks = np.split(images, [1, 1, 40, 99])
+  chunked_mean, chunked_std = transforms.normalization_stats(iter(chunks), normalization)
+  np.testing.assert_array_max_ulp(chunked_mean, mean, maxulp=1)
+  np.testing.assert_array_max_ulp(chunked_std, std, maxulp=1)
+  with pytest.raises(ValueError, match="at least one training image"):
+    transforms.normalization_stats([images[:0]], normalization)
+
+
 # ----------------------------------------------------------------------------- fashion_mnist
 
 DEBIAN = idx.DEBIAN_FASHION_MNIST_DIR
@@ -423,19 +444,76 @@ def test_synthetic():
   assert default.train_images.shape[0] == 10_000 and default.test_images.shape[0] == 2_000
 
 
+# ----------------------------------------------------------------------------- splits
+
+def test_splits_not_asked_for_are_empty(digits):
+  ds = load_dataset("digits", splits=["val"])
+  for split in ("train", "test"):
+    assert getattr(ds, f"{split}_images").shape == (0, 16, 16, 1)
+    assert getattr(ds, f"{split}_images").dtype == np.float32
+    assert getattr(ds, f"{split}_labels").shape == (0,)
+    assert getattr(ds, f"{split}_labels").dtype == np.int32
+  assert ds.image_shape == (16, 16, 1)
+  np.testing.assert_array_equal(ds.val_images, digits.val_images)
+  np.testing.assert_array_equal(ds.val_labels, digits.val_labels)
+  # 1,197 training images are one chunk: the statistics, hence the test images, are exact.
+  alone = load_dataset("digits", splits=("test",))
+  np.testing.assert_array_equal(alone.test_images, digits.test_images)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("digits", {}),
+    ("digits", {"normalization": "channel_mean_std", "image_size": 12, "seed": 2}),
+    ("synthetic", {"limit": 300, "val_size": 16}),
+    ("synthetic", {"limit": 300, "normalization": "channel_mean_std", "image_size": 20}),
+    pytest.param("fashion_mnist", {"limit": 300}, marks=needs_debian),
+    pytest.param("fashion_mnist",
+                 {"limit": 300, "normalization": "channel_mean_std", "image_size": 14},
+                 marks=needs_debian),
+])
+def test_test_split_alone_matches_full_load(name, kwargs, monkeypatch):
+  # Chunks of 50 images, so that the statistics of the training split come in several pieces.
+  monkeypatch.setattr(transforms, "RESIZE_CHUNK", 50)
+  chunk_sizes = []
+  real_stats = transforms.normalization_stats
+
+  def spy(chunks, normalization):
+    def recorded():
+      for chunk in chunks:
+        chunk_sizes.append(chunk.shape[0])
+        yield chunk
+    return real_stats(recorded(), normalization)
+
+  monkeypatch.setattr(transforms, "normalization_stats", spy)
+  full = load_dataset(name, **kwargs)
+  assert chunk_sizes == [full.train_images.shape[0]]  # the materialised split as one chunk
+  chunk_sizes.clear()
+  alone = load_dataset(name, splits=("test",), **kwargs)
+  # Never more than a chunk of the training split in float32 at once, but all of it in the end.
+  assert max(chunk_sizes) == 50 and sum(chunk_sizes) == full.train_images.shape[0]
+  assert alone.train_images.shape == alone.val_images.shape == (0,) + full.image_shape
+  np.testing.assert_array_max_ulp(alone.mean, full.mean, maxulp=1)
+  np.testing.assert_array_max_ulp(alone.std, full.std, maxulp=1)
+  np.testing.assert_allclose(alone.test_images, full.test_images, rtol=0, atol=1e-6)
+  np.testing.assert_array_equal(alone.test_labels, full.test_labels)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(name="mnist"), "digits.*fashion_mnist.*cifar10.*cifar100.*synthetic"),
-    (dict(name="digits", normalization="zca"), "pixel_mean.*channel_mean_std"),
-    (dict(name="digits", val_size=1397), "val_size=1397 must be smaller than the 1397"),
-    (dict(name="digits", val_size=-1), "val_size"),
-    (dict(name="digits", limit=-5), "limit"),
-    (dict(name="digits", limit=0), "limit"),
-    (dict(name="digits", limit=2.5), "limit"),
-    (dict(name="digits", image_size=0), "image_size"),
-    (dict(name="digits", archive="x.tar.gz"), "only for"),
-    (dict(name="cifar10", archive="x.tar.gz", normalization="bad"), "normalization"),
+    ({"name": "mnist"}, "digits.*fashion_mnist.*cifar10.*cifar100.*synthetic"),
+    ({"name": "digits", "normalization": "zca"}, "pixel_mean.*channel_mean_std"),
+    ({"name": "digits", "val_size": 1397}, "val_size=1397 must be smaller than the 1397"),
+    ({"name": "digits", "val_size": -1}, "val_size"),
+    ({"name": "digits", "limit": -5}, "limit"),
+    ({"name": "digits", "limit": 0}, "limit"),
+    ({"name": "digits", "limit": 2.5}, "limit"),
+    ({"name": "digits", "image_size": 0}, "image_size"),
+    ({"name": "digits", "archive": "x.tar.gz"}, "only for"),
+    ({"name": "cifar10", "archive": "x.tar.gz", "normalization": "bad"}, "normalization"),
+    ({"name": "digits", "splits": ()}, r"splits must be a non-empty sequence.*got \(\)"),
+    ({"name": "digits", "splits": "test"}, r"such as \('test',\); got 'test'"),
+    ({"name": "digits", "splits": ("train", "holdout")}, "'train', 'val', 'test'"),
 ])
 def test_bad_input(kwargs, message):
   name = kwargs.pop("name")

@@ -2,6 +2,7 @@
 
 The whole data set lives in host memory (CIFAR's 60k images are 0.7 GB as float32) and batches are
 picked on device by `resnet_jax.augment.batch_indices`, so there is no input pipeline to tune.
+`splits=` keeps only some splits, e.g. the test images when analysing a trained network.
 
 Sources and defaults:
 
@@ -21,6 +22,7 @@ remaining 1,397, giving 1,197 / 200 / 400. Digits are upsampled to 16x16 by defa
 three-stage CIFAR ResNet sees 16/8/4 feature maps instead of 8/4/2.
 """
 import dataclasses
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -33,11 +35,14 @@ NORMALIZATIONS = transforms.NORMALIZATIONS
 DEFAULT_VAL_SIZE = {"digits": 200, "fashion_mnist": 5000, "cifar10": 5000, "cifar100": 5000,
                     "synthetic": 0}
 DEFAULT_IMAGE_SIZE = {"digits": 16}
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """A data set in memory, normalised with statistics of its training split.
+
+  A split not asked for in `load_dataset(splits=...)` is empty: images [0, H, W, C], labels [0].
 
   Attributes:
     name: one of DATASETS.
@@ -83,8 +88,8 @@ def _check_int(name: str, value, minimum: int) -> None:
     raise ValueError(f"{name} must be None or an int >= {minimum}, got {value!r}")
 
 
-def _check_args(name: str, *, archive: str, normalization: str, val_size, limit,
-                image_size) -> None:
+def _check_args(name: str, *, archive: str, normalization: str, val_size, limit, image_size,
+                splits) -> None:
   """Raises ValueError on arguments that no data source could satisfy, before reading anything."""
   if name not in DATASETS:
     raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
@@ -95,6 +100,10 @@ def _check_args(name: str, *, archive: str, normalization: str, val_size, limit,
   _check_int("image_size", image_size, 1)
   if archive and name not in ("cifar10", "cifar100"):
     raise ValueError(f"archive= is only for ('cifar10', 'cifar100'), not {name!r}")
+  # A bare string is a sequence too, of letters: splits="test" would otherwise fail as unknown "t".
+  if isinstance(splits, str) or not splits or not set(splits) <= set(SPLITS):
+    raise ValueError(f"splits must be a non-empty sequence of names from {SPLITS}, such as "
+                     f"('test',); got {splits!r}")
 
 
 def _split(raw: dict, name: str, val_size: int, seed: int, limit: int | None
@@ -135,6 +144,29 @@ def _to_float(images: np.ndarray, index: np.ndarray, max_value: float,
   return x if image_size is None else transforms.resize_bilinear(x, image_size)
 
 
+def _train_chunks(train: tuple[np.ndarray, np.ndarray, np.ndarray], arrays: dict[str, np.ndarray],
+                  splits: Sequence[str], max_value: float, image_size: int | None
+                  ) -> Iterable[np.ndarray]:
+  """The training split as kept, in float32 chunks for `transforms.normalization_stats`.
+
+  Args:
+    train: the "train" entry of `_split`'s result.
+    arrays: the materialised splits, f"{split}_images" [n, S, S, C] float32, not yet normalised.
+    splits, max_value, image_size: as given to `load_dataset` and `_to_float`.
+  Returns:
+    [the whole split, [N, S, S, C]] when it is in `splits`: it is in memory anyway, and as one
+    chunk it gives numpy's statistics exactly. Otherwise chunks of RESIZE_CHUNK images, made one at
+    a time so that the split is never held whole as float32; they fall where `resize_bilinear`
+    cuts its own chunks, so their pixels are bit for bit those of the whole split.
+  """
+  if "train" in splits:
+    return [arrays["train_images"]]
+  images, _, index = train
+  step = transforms.RESIZE_CHUNK
+  return (_to_float(images, index[start:start + step], max_value, image_size)
+          for start in range(0, len(index), step))
+
+
 def _normalize(arrays: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
                normalization: str) -> None:
   """Normalises every f"{split}_images" [n, H, W, C] of `arrays` in place."""
@@ -148,7 +180,7 @@ def _normalize(arrays: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
 
 def load_dataset(name: str, *, data_dir: str = "", archive: str = "", val_size: int | None = None,
                  normalization: str = "pixel_mean", seed: int = 0, image_size: int | None = None,
-                 limit: int | None = None) -> Dataset:
+                 limit: int | None = None, splits: Sequence[str] = SPLITS) -> Dataset:
   """Loads, splits, resizes and normalises a data set.
 
   Steps, in order: read the official train/test splits; hold `val_size` training images out as
@@ -172,25 +204,33 @@ def load_dataset(name: str, *, data_dir: str = "", archive: str = "", val_size: 
       that size directly.
     limit: keep only the first `limit` images of each split after the validation split. For
       synthetic it is also the number generated: `limit` train (plus `val_size`) and `limit` test
-      images, or SYNTHETIC_TRAIN_SIZE / SYNTHETIC_TEST_SIZE when None.
+      images, or sources.SYNTHETIC_TRAIN_SIZE / SYNTHETIC_TEST_SIZE when None.
+    splits: the splits to materialise; the others come back empty. The statistics are still those
+      of the training split as kept, computed chunk by chunk when "train" is not asked for, so that
+      e.g. analysing test images does not hold the training split as float32.
   Returns:
     The Dataset; images [*, H, W, C] float32, labels int32.
   Raises:
     ValueError: on an unknown name or normalization, `archive` for a non-CIFAR data set, a negative
-      or non-integer val_size/limit/image_size, or val_size not smaller than the training split.
+      or non-integer val_size/limit/image_size, val_size not smaller than the training split, or
+      `splits` empty or naming anything but "train", "val" and "test".
     DataUnavailableError: if the data is not on this machine; the message says how to get it.
   """
   _check_args(name, archive=archive, normalization=normalization, val_size=val_size, limit=limit,
-              image_size=image_size)
+              image_size=image_size, splits=splits)
   val_size = DEFAULT_VAL_SIZE[name] if val_size is None else int(val_size)
   image_size = DEFAULT_IMAGE_SIZE.get(name) if image_size is None else int(image_size)
   raw = read_source(name, data_dir=data_dir, archive=archive, seed=seed, image_size=image_size,
                     limit=limit, val_size=val_size)
+  parts = _split(raw, name, val_size, seed, limit)
   arrays = {}
-  for split, (images, labels, index) in _split(raw, name, val_size, seed, limit).items():
+  for split, (images, labels, index) in parts.items():
+    # A split not asked for gets an empty index, hence arrays [0, S, S, C] and [0].
+    index = index if split in splits else index[:0]
     arrays[f"{split}_images"] = _to_float(images, index, raw["max_value"], image_size)
     arrays[f"{split}_labels"] = labels[index].astype(np.int32)
-  mean, std = transforms.normalization_stats(arrays["train_images"], normalization)
+  chunks = _train_chunks(parts["train"], arrays, splits, raw["max_value"], image_size)
+  mean, std = transforms.normalization_stats(chunks, normalization)
   _normalize(arrays, mean, std, normalization)
   return Dataset(name=name, num_classes=NUM_CLASSES[name], normalization=normalization, mean=mean,
                  std=std, **arrays)

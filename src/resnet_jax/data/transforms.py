@@ -1,4 +1,7 @@
-"""Host-side preprocessing in numpy: stratified hold-out, resizing, normalisation statistics."""
+"""Host-side preprocessing: stratified hold-out, resizing, normalisation statistics."""
+import math
+from collections.abc import Iterable
+
 import jax
 import numpy as np
 
@@ -72,29 +75,70 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
-def normalization_stats(train_images: np.ndarray, normalization: str
+def _moments(chunks: Iterable[np.ndarray], axes: tuple[int, ...], with_m2: bool
+             ) -> tuple[int, np.ndarray, np.ndarray | float]:
+  """Count, mean and sum of squared deviations over `axes` of images that come in chunks.
+
+  Args:
+    chunks: [n_i, H, W, C] float arrays.
+    axes: the axes reduced, (0,) or (0, 1, 2).
+    with_m2: whether to compute the squared deviations (skipped for pixel_mean, which needs none).
+  Returns:
+    (count, mean, m2): values reduced per output element, and float64 arrays shaped like the
+    input with `axes` kept as size 1 (m2 stays 0.0 unless with_m2).
+  """
+  count, mean, m2 = 0, 0.0, 0.0
+  for chunk in chunks:
+    n = math.prod(chunk.shape[a] for a in axes)
+    if n == 0:
+      continue
+    # float64 accumulation: a float32 sum over 45k x 32 x 32 pixels loses digits in the mean.
+    chunk_mean = chunk.mean(axis=axes, dtype=np.float64, keepdims=True)
+    delta = chunk_mean - mean
+    if with_m2:
+      dev = chunk - chunk_mean
+      chunk_m2 = np.sum(np.multiply(dev, dev, out=dev), axis=axes, keepdims=True)
+      # Chan et al.'s update: squared deviations from the mean of everything so far, without a
+      # second pass over the images. With count 0 it adds exact zeros, so that one chunk gives
+      # numpy's mean and std of that chunk bit for bit.
+      m2 = m2 + chunk_m2 + delta * delta * (count * n / (count + n))
+    mean = mean + delta * (n / (count + n))
+    count += n
+  return count, mean, m2
+
+
+def normalization_stats(chunks: Iterable[np.ndarray], normalization: str
                         ) -> tuple[np.ndarray, np.ndarray]:
   """Mean and standard deviation to normalise with, from the training images alone.
 
+  The images come in chunks so that the training split need not be held as float32 when it is not
+  wanted (`load_dataset(splits=("test",))`). A single chunk gives exactly numpy's float64 mean and
+  std of it; several give the same up to float64 rounding, invisible in the float32 results
+  except, rarely, in the last bit.
+
   Args:
-    train_images: [N, H, W, C] float images scaled to [0, 1].
+    chunks: [n_i, H, W, C] float images scaled to [0, 1]; together the training split.
     normalization: "pixel_mean" (He et al. 2015: subtract the mean image, no division) or
       "channel_mean_std" (subtract each channel's mean and divide by its standard deviation).
   Returns:
     (mean, std), float32 and broadcastable against [N, H, W, C]: mean is [H, W, C] and std [1, 1, C]
     of ones for "pixel_mean"; both [1, 1, C] for "channel_mean_std".
+  Raises:
+    ValueError: on an unknown normalization, no images, or a constant channel.
   """
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-  channels = train_images.shape[-1]
-  # float64 accumulation: a float32 sum over 45k x 32 x 32 pixels loses digits in the mean.
-  if normalization == "pixel_mean":
-    mean = train_images.mean(axis=0, dtype=np.float64)
-    std = np.ones((1, 1, channels))
-  else:
-    mean = train_images.mean(axis=(0, 1, 2), dtype=np.float64).reshape(1, 1, channels)
-    std = train_images.std(axis=(0, 1, 2), dtype=np.float64).reshape(1, 1, channels)
-    if np.any(std == 0):
-      raise ValueError(f"a channel is constant over the training images (std {std.ravel()}); "
-                       "channel_mean_std cannot normalise it")
+  pixel_mean = normalization == "pixel_mean"
+  # pixel_mean averages each pixel over the images, channel_mean_std each channel over all pixels.
+  count, mean, m2 = _moments(chunks, (0,) if pixel_mean else (0, 1, 2), with_m2=not pixel_mean)
+  if count == 0:
+    raise ValueError("normalisation statistics need at least one training image")
+  channels = mean.shape[-1]
+  if pixel_mean:
+    return mean[0].astype(np.float32), np.ones((1, 1, channels), np.float32)
+  mean = mean.reshape(1, 1, channels)
+  std = np.sqrt(m2 / count).reshape(1, 1, channels)
+  if np.any(std == 0):
+    raise ValueError(f"a channel is constant over the training images (std {std.ravel()}); "
+                     "channel_mean_std cannot normalise it")
   return mean.astype(np.float32), std.astype(np.float32)
