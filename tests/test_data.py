@@ -251,6 +251,8 @@ def test_normalization_stats_in_chunks(normalization):
   np.testing.assert_array_max_ulp(chunked_std, std, maxulp=1)
   with pytest.raises(ValueError, match="at least one training image"):
     transforms.normalization_stats([images[:0]], normalization)
+  with pytest.raises(TypeError, match="iterable of"):
+    transforms.normalization_stats(images, normalization)
 
 
 # ----------------------------------------------------------------------------- fashion_mnist

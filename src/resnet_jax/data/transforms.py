@@ -125,9 +125,13 @@ def normalization_stats(chunks: Iterable[np.ndarray], normalization: str
     of ones for "pixel_mean"; both [1, 1, C] for "channel_mean_std".
   Raises:
     ValueError: on an unknown normalization, no images, or a constant channel.
+    TypeError: if `chunks` is one array rather than an iterable of them.
   """
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+  if isinstance(chunks, np.ndarray):
+    # Iterating over it would pass single images as chunks and silently give wrong statistics.
+    raise TypeError("normalization_stats takes an iterable of [n, H, W, C] chunks, e.g. [images]")
   pixel_mean = normalization == "pixel_mean"
   # pixel_mean averages each pixel over the images, channel_mean_std each channel over all pixels.
   count, mean, m2 = _moments(chunks, (0,) if pixel_mean else (0, 1, 2), with_m2=not pixel_mean)
