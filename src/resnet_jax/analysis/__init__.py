@@ -4,19 +4,21 @@ responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output be
            ReLU/addition), in layer order and sorted.
 lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
            or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass.
-paths      Veit et al. 2016 Fig. 6: path-length distribution, gradient by path length (sampled
-           single paths as Veit did, and exact per-length sums), effective paths.
+paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths.
+path_gradients
+           Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
+           did, and exact per-length sums).
 
 All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
 integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
 """
 from resnet_jax.analysis.lesion import (LesionK, LesionReorder, kendall_tau, lesion_errors,
                                         lesion_k, lesion_logits, lesion_reorder, lesion_single)
-from resnet_jax.analysis.paths import (ExactPathGradients, SampledPathGradients,
-                                       block_input_shape, effective_paths, exact_path_gradients,
-                                       path_counts, path_length_distribution,
-                                       sampled_path_gradients, single_path_gradient,
-                                       single_path_gradients)
+from resnet_jax.analysis.path_gradients import (ExactPathGradients, SampledPathGradients,
+                                                block_input_shape, exact_path_gradients,
+                                                sampled_path_gradients, single_path_gradient,
+                                                single_path_gradients)
+from resnet_jax.analysis.paths import effective_paths, path_counts, path_length_distribution
 from resnet_jax.analysis.responses import (response_layer_names, response_std,
                                            sorted_response_std)
 
