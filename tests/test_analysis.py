@@ -150,6 +150,17 @@ def test_path_length_distribution(n):
   np.testing.assert_allclose(dist, exact, rtol=1e-9, atol=1e-300)
 
 
+@pytest.mark.parametrize("n", [0, 6, 54, 1029, 1030])
+def test_path_counts(n):
+  counts = analysis.path_counts(n)
+  exact = [special.comb(n, k, exact=True) for k in range(n + 1)]
+  too_big = np.array([c > int(np.finfo(np.float64).max) for c in exact])
+  assert counts.dtype == np.float64 and too_big.any() == (n >= 1030)
+  np.testing.assert_array_equal(np.isinf(counts), too_big)  # inf exactly where float64 overflows
+  finite = np.array([float(c) for c, big in zip(exact, too_big) if not big])
+  np.testing.assert_allclose(counts[~too_big], finite, rtol=1e-11)
+
+
 def test_path_length_distribution_veit_spread():
   # Veit et al.: "95% of paths go through 19-35 modules" of a 54-block net. That range holds 98%;
   # the shortest range holding 95% is 20-34, inside it.
