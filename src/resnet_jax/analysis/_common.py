@@ -13,8 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from resnet_jax.models import blocks
-
 # How many times each jitted core has been traced (its Python body runs only when tracing). Tests
 # read it to check that new masks or routes reuse the compiled function.
 TRACES: collections.Counter = collections.Counter()
@@ -66,7 +64,7 @@ def check_labels(model: Any, images: jax.Array, labels: Any) -> jax.Array:
 
 def check_residual(model: Any) -> None:
   """Paths exist only in residual nets; a plain twin has one path through every block."""
-  if getattr(model, "block_cls", None) is blocks.PlainBlock:
+  if not model.is_residual:
     raise ValueError("path analyses need a residual network; plain nets have a single path "
                      "(use the lesion and response analyses for plain twins)")
 
