@@ -6,6 +6,7 @@ random initialisers take seconds to compile on CPU), with non-trivial BN statist
 import functools
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from scipy import special, stats
 
 from resnet_jax import analysis
-from resnet_jax.analysis import _common
+from resnet_jax.analysis import lesion, path_gradients
 from resnet_jax.models import get_model
 from resnet_jax.models.layers import BN_EPSILON
 
@@ -68,6 +69,17 @@ def forward(model, variables, images, **kwargs):
   return jax.jit(functools.partial(model.apply, **kwargs))(variables, images)
 
 
+def one_trace_only(mp, module, core):
+  """Swaps module.<core> for a fresh jit of its `<core>_impl` that raises when traced twice.
+
+  The analyses look their jitted core up at call time, so every later call goes through this
+  copy: if new masks, routes or orders of the same shape recompiled, the test would fail.
+  """
+  chex.clear_trace_counter()  # chex keys its counters by call stack, so reset them per test
+  impl = chex.assert_max_traces(getattr(module, f"{core}_impl"), n=1)
+  mp.setattr(module, core, jax.jit(impl, static_argnums=0))
+
+
 def loss_grad_at_block_input(model, variables, images, labels):
   """The ordinary gradient of the mean cross-entropy w.r.t. the first block's input."""
   shape = analysis.block_input_shape(model, variables, images)
@@ -104,20 +116,20 @@ def test_exact_path_gradients_chunked_over_images():
   np.testing.assert_allclose(chunked.grads, exact.grads, atol=1e-6 * np.abs(exact.grads).max())
 
 
-def test_single_path_gradient_route_and_retrace():
+def test_single_path_gradient_route_and_retrace(monkeypatch):
   model, variables, images, labels = make_net("resnet14")
+  one_trace_only(monkeypatch, path_gradients, "_route_grads")
   all_skip = analysis.single_path_gradient(model, variables, images, labels, np.zeros(6))
-  traces = _common.TRACES["route_grads"]
   route = np.array([1, 0, 1, 1, 0, 0])
-  g = analysis.single_path_gradient(model, variables, images, labels, route)
-  assert _common.TRACES["route_grads"] == traces, "a new route retraced"
+  g = analysis.single_path_gradient(model, variables, images, labels, route)  # no retrace
   assert g.shape == (4, 8, 8, 16) and not np.allclose(g, all_skip)
   batched = analysis.single_path_gradients(model, variables, images, labels, route[None])
   np.testing.assert_allclose(g, batched[0], rtol=1e-6)
 
 
-def test_sampled_path_gradients():
+def test_sampled_path_gradients(monkeypatch):
   model, variables, images, labels = make_net("resnet14")
+  one_trace_only(monkeypatch, path_gradients, "_route_sq_norms")
   samples = 8
   res = analysis.sampled_path_gradients(model, variables, images, labels, jax.random.key(3),
                                         samples_per_length=samples)
@@ -134,10 +146,9 @@ def test_sampled_path_gradients():
   dist = np.abs(res.norms[1][:, None] - single_norms[None, routes.sum(1) == 1])
   assert np.all(dist.min(axis=1) <= 1e-5 * single_norms.max())
   np.testing.assert_allclose(res.total, special.comb(6, np.arange(7)) * res.mean_norm)
-  traces = _common.TRACES["route_sq_norms"]
+  # New random routes, same shapes: raises if they retraced.
   other = analysis.sampled_path_gradients(model, variables, images, labels, jax.random.key(4),
                                           samples_per_length=samples)
-  assert _common.TRACES["route_sq_norms"] == traces, "new routes retraced"
   assert not np.allclose(other.norms[2:5], res.norms[2:5])
 
 
@@ -269,18 +280,17 @@ def test_lesion_all_and_none(name, kwargs):
 
 def test_lesion_single_k_and_retrace():
   model, variables, images, labels = make_net("resnet14", batch=8)
-  single = analysis.lesion_single(model, variables, images, labels)
   one_hot_off = 1.0 - np.eye(6)
-  traces = _common.TRACES["lesion_errors"]
-  again = analysis.lesion_errors(model, variables, images, labels, one_hot_off[::-1])
-  assert _common.TRACES["lesion_errors"] == traces, "new gates retraced"
+  # Every call in this block has 6 gate rows and 8 images: one trace must serve them all.
+  with pytest.MonkeyPatch.context() as mp:
+    one_trace_only(mp, lesion, "_lesion_wrong")
+    single = analysis.lesion_single(model, variables, images, labels)
+    again = analysis.lesion_errors(model, variables, images, labels, one_hot_off[::-1])
+    res = analysis.lesion_k(model, variables, images, labels, [0, 3, 6], 2, jax.random.key(5))
+    base, gutted = analysis.lesion_errors(model, variables, images, labels,
+                                          np.stack([np.ones(6), np.zeros(6)] * 3))[:2]
   np.testing.assert_array_equal(again, single[::-1])
   assert single.shape == (6,) and np.all((single >= 0) & (single <= 1))
-  # 3 x 2 = 6 rows, like the calls above: the compiled function is reused.
-  res = analysis.lesion_k(model, variables, images, labels, [0, 3, 6], 2, jax.random.key(5))
-  assert _common.TRACES["lesion_errors"] == traces
-  base, gutted = analysis.lesion_errors(model, variables, images, labels,
-                                        np.stack([np.ones(6), np.zeros(6)] * 3))[:2]
   np.testing.assert_array_equal(res.errors[0], base)
   np.testing.assert_array_equal(res.errors[2], gutted)
   assert res.mean.shape == res.std.shape == (3,) and res.std[0] == 0
@@ -289,8 +299,9 @@ def test_lesion_single_k_and_retrace():
   np.testing.assert_array_equal(chunked, single)
 
 
-def test_lesion_reorder_matches_hand_permuted_variables():
+def test_lesion_reorder_matches_hand_permuted_variables(monkeypatch):
   model, variables, images, labels = make_net("resnet20", batch=8)
+  one_trace_only(monkeypatch, lesion, "_reorder_wrong")
   full = np.asarray(forward(model, variables, images)).argmax(1)
   labels = jnp.asarray(full)  # the intact net is always right
   res = analysis.lesion_reorder(model, variables, images, labels, [0, 1, 2], 3,
@@ -314,9 +325,8 @@ def test_lesion_reorder_matches_hand_permuted_variables():
       permuted[coll][f"stage{stage}"]["blocks"] = jax.tree.map(lambda a: a[perm], tree)
   hand = np.asarray(forward(model, permuted, images)).argmax(1)
   assert res.errors[1, 0] == np.mean(hand != full)
-  traces = _common.TRACES["lesion_reorder"]
+  # New random orders, same shapes: raises if they retraced.
   analysis.lesion_reorder(model, variables, images, labels, [0, 1, 2], 3, jax.random.key(2))
-  assert _common.TRACES["lesion_reorder"] == traces, "new orders retraced"
 
 
 def test_lesion_rejects_bad_input():

@@ -1,11 +1,10 @@
-"""Shared plumbing of the analyses: input checks, fixed-shape chunking, the loss, trace counting.
+"""Shared plumbing of the analyses: input checks, fixed-shape chunking, the loss.
 
 Every analysis runs one jitted core with the model as a static argument and everything else
 (variables, images, masks, routes, permutations) as traced arrays. Inputs are cut into chunks of
 one fixed shape (the last chunk padded, padded examples weighted 0), so a call compiles once per
 (model, chunk shape) however many mask rows or images it is given.
 """
-import collections
 from typing import Any, Iterator, Mapping
 
 import jax
@@ -13,19 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-# How many times each jitted core has been traced (its Python body runs only when tracing). Tests
-# read it to check that new masks or routes reuse the compiled function.
-TRACES: collections.Counter = collections.Counter()
-
 # Default budget of images pushed through the network at once, counting every mask row / route /
 # path copy as a separate image. Eval forwards of 32x32 CIFAR nets take ~0.1-1 MB per image, and
 # input-gradient backward passes keep only ReLU masks, so 512 stays within a few GB even at
 # ResNet-110 depth.
 DEFAULT_MAX_BATCH = 512
-
-
-def count_trace(name: str) -> None:
-  TRACES[name] += 1
 
 
 def eval_variables(variables: Mapping[str, Any]) -> dict:

@@ -27,10 +27,8 @@ def _gated_logits(model, variables, images, gate):
   return model.apply(variables, images, train=False, controls=controls)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _lesion_logits(model, variables, images, gates):
+def _lesion_logits_impl(model, variables, images, gates):
   """[R, N, classes] logits, one row per gate row [R, num_blocks]."""
-  _common.count_trace("lesion_logits")
   return jax.vmap(lambda g: _gated_logits(model, variables, images, g))(gates)
 
 
@@ -38,18 +36,14 @@ def _wrong(logits, labels, weights):
   return jnp.sum(weights * (jnp.argmax(logits, axis=-1) != labels))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _lesion_wrong(model, variables, images, labels, weights, gates):
+def _lesion_wrong_impl(model, variables, images, labels, weights, gates):
   """[R] weighted counts of misclassified images, one per gate row."""
-  _common.count_trace("lesion_errors")
   return jax.vmap(
       lambda g: _wrong(_gated_logits(model, variables, images, g), labels, weights))(gates)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _reorder_wrong(model, variables, images, labels, weights, perms):
+def _reorder_wrong_impl(model, variables, images, labels, weights, perms):
   """[R] misclassified counts; perms maps stage number -> [R, blocks in stage - 1] orders."""
-  _common.count_trace("lesion_reorder")
 
   def one(stage_perms):
     v = variables
@@ -57,6 +51,13 @@ def _reorder_wrong(model, variables, images, labels, weights, perms):
       v = surgery.permute_stage_blocks(v, stage, perm)
     return _wrong(model.apply(v, images, train=False), labels, weights)
   return jax.vmap(one)(perms)
+
+
+# The jitted cores: the model is static, everything else traced, so new gates or orders reuse the
+# compile. Module attributes, looked up at call time, so that tests can swap in trace counters.
+_lesion_logits = jax.jit(_lesion_logits_impl, static_argnums=0)
+_lesion_wrong = jax.jit(_lesion_wrong_impl, static_argnums=0)
+_reorder_wrong = jax.jit(_reorder_wrong_impl, static_argnums=0)
 
 
 def _check_gates(model, gates) -> jax.Array:

@@ -56,7 +56,8 @@ def _loss_at_input(model, variables, images, labels, weights, inv_total, control
   return loss
 
 
-def _route_grads_impl(model, variables, images, labels, weights, inv_total, routes):
+def _route_grads_impl(model, variables, inv_total, images, labels, weights, routes):
+  """[R, N, H, W, C] single-path gradients, one per route row [R, num_blocks]."""
   delta = jnp.zeros(block_input_shape(model, variables, images), images.dtype)
 
   def one(route):
@@ -66,29 +67,18 @@ def _route_grads_impl(model, variables, images, labels, weights, inv_total, rout
   return jax.vmap(one)(routes)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _route_grads(model, variables, inv_total, images, labels, weights, routes):
-  """[R, N, H, W, C] single-path gradients, one per route row [R, num_blocks]."""
-  _common.count_trace("route_grads")
-  return _route_grads_impl(model, variables, images, labels, weights, inv_total, routes)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _route_sq_norms(model, variables, inv_total, images, labels, weights, routes):
+def _route_sq_norms_impl(model, variables, inv_total, images, labels, weights, routes):
   """[R] squared L2 norms of the single-path gradients of this chunk of images."""
-  _common.count_trace("route_sq_norms")
-  g = _route_grads_impl(model, variables, images, labels, weights, inv_total, routes)
+  g = _route_grads_impl(model, variables, inv_total, images, labels, weights, routes)
   return jnp.sum(jnp.square(g), axis=tuple(range(1, g.ndim)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _exact_grads(model, variables, inv_total, images, labels, weights, rows):
+def _exact_grads_impl(model, variables, inv_total, images, labels, weights, rows):
   """[1, N, K, H, W, C]: gradient summed over the paths of each length k = 0..n (K = n+1).
 
   Images come before lengths so that the chunking helper concatenates image chunks on axis 1.
   """
   del rows  # one dummy row: the chunking helper is shared with the row-batched analyses
-  _common.count_trace("exact_path_gradients")
   copies = model.num_blocks + 1
   controls = BlockControls.default(model.num_blocks, path_stack=copies)
   delta = jnp.zeros(block_input_shape(model, variables, images, path_stack=copies),
@@ -97,6 +87,13 @@ def _exact_grads(model, variables, inv_total, images, labels, weights, rows):
                               controls))(delta)
   g = g.reshape((copies, images.shape[0]) + g.shape[1:])
   return jnp.swapaxes(g, 0, 1)[None]
+
+
+# The jitted cores: the model is static, everything else traced, so new routes reuse the compile.
+# Module attributes, looked up at call time, so that tests can swap in trace-counting versions.
+_route_grads = jax.jit(_route_grads_impl, static_argnums=0)
+_route_sq_norms = jax.jit(_route_sq_norms_impl, static_argnums=0)
+_exact_grads = jax.jit(_exact_grads_impl, static_argnums=0)
 
 
 def _check_routes(model, routes) -> np.ndarray:

@@ -11,7 +11,6 @@ statistics) and, by default, a layer's std is one population std (ddof = 0) over
 elements; `per_channel=True` gives instead the mean over channels of the per-channel std over
 N*H*W. The data split is the caller's choice (He et al. plot CIFAR-10 test images, presumably).
 """
-import functools
 from typing import Any, Mapping
 
 import jax
@@ -22,15 +21,13 @@ from resnet_jax.analysis import _common
 from resnet_jax.models import surgery
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _response_moments(model, variables, images, weights):
+def _response_moments_impl(model, variables, images, weights):
   """Per-layer, per-channel (count, mean, M2) of the responses of one chunk.
 
   Returns:
     A list over layers (network order) of ([] count, [C] mean, [C] sum of squared deviations),
     counting only examples of weight 1.
   """
-  _common.count_trace("response_std")
   _, state = model.apply(variables, images, train=False, mutable=["intermediates"])
   out = []
   for _, y in surgery.responses_in_order(state["intermediates"]):
@@ -41,6 +38,9 @@ def _response_moments(model, variables, images, weights):
     m2 = jnp.sum(w * jnp.square(y - mean), axis=(0, 1, 2))
     out.append((count, mean.reshape(-1), m2))
   return out
+
+
+_response_moments = jax.jit(_response_moments_impl, static_argnums=0)  # the model is static
 
 
 def response_layer_names(model: Any, variables: Mapping[str, Any],
