@@ -207,6 +207,67 @@ class LesionReorder:
   errors: np.ndarray
 
 
+def _stage_spans(stage_sizes: Sequence[int]) -> list[tuple[int, int]]:
+  """(network position of the stage's first block, blocks in the stage) for each stage."""
+  starts = np.cumsum((0,) + tuple(stage_sizes[:-1]))
+  return list(zip(starts.tolist(), stage_sizes))
+
+
+def _swap_pairs(stage_sizes: Sequence[int]) -> np.ndarray:
+  """[P, 2] network positions of the interchangeable pairs: blocks 2..n of one stage."""
+  return np.array([(s + a, s + b) for s, c in _stage_spans(stage_sizes)
+                   for a in range(1, c) for b in range(a + 1, c)], np.int64).reshape(-1, 2)
+
+
+def _random_orders(key: jax.Array, pairs: np.ndarray, num_blocks: int, swaps: np.ndarray,
+                   samples: int) -> np.ndarray:
+  """Random walks on block orders: each step swaps one uniformly drawn pair.
+
+  Args:
+    key: JAX PRNG key for the swaps.
+    pairs: [P, 2] positions that may swap; P >= 1 if any swaps[j] > 0.
+    num_blocks: blocks in the network.
+    swaps: [J] numbers of swaps, each >= 0.
+    samples: orders per entry of swaps.
+  Returns:
+    [J, samples, num_blocks] int64: the block run at each network position.
+  """
+  orders = np.broadcast_to(np.arange(num_blocks), (swaps.size, samples, num_blocks)).copy()
+  if swaps.max() > 0:
+    picks = np.asarray(jax.random.randint(key, (swaps.size, samples, swaps.max()), 0, len(pairs)))
+    for j, count in enumerate(swaps):
+      for s in range(samples):
+        for a, b in pairs[picks[j, s, :count]]:
+          orders[j, s, [a, b]] = orders[j, s, [b, a]]
+  return orders
+
+
+def _stage_perms(orders: np.ndarray, stage_sizes: Sequence[int]) -> dict[int, jax.Array]:
+  """The orders as permutations of each stage's scanned blocks (blocks 2..n).
+
+  Args:
+    orders: [R, num_blocks] block run at each position; blocks stay in their stage and the first
+      block of each stage stays first.
+    stage_sizes: blocks per stage.
+  Returns:
+    {stage number from 1: [R, blocks in stage - 1] int32} for stages of >= 2 blocks; positions
+    start+1.. of a stage hold its old blocks start+1+perm.
+  """
+  return {s + 1: jnp.asarray(orders[:, st + 1:st + c] - st - 1, jnp.int32)
+          for s, (st, c) in enumerate(_stage_spans(stage_sizes)) if c > 1}
+
+
+def _reorder_errors(model, variables, images, labels, perms, max_batch) -> np.ndarray:
+  """[R] error fractions of the network with its stages permuted by each row of perms."""
+  images = _common.check_images(images)
+  labels = _common.check_labels(model, images, labels)
+  max_batch = _common.check_max_batch(max_batch)
+  identity = jax.tree.map(lambda p: jnp.arange(p.shape[1], dtype=jnp.int32), perms)
+  fn = functools.partial(_reorder_wrong, model, _common.eval_variables(variables))
+  wrong = _common.run_chunked(fn, perms, identity, images, labels, max_batch, True)
+  return wrong.astype(np.float64) / images.shape[0]
+
+
 def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
                    swaps: Sequence[int], samples: int, key: jax.Array, *,
                    max_batch: int = _common.DEFAULT_MAX_BATCH) -> LesionReorder:
@@ -233,34 +294,15 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
   samples = _check_samples(samples)
   if swaps.size == 0 or swaps.min() < 0:
     raise ValueError(f"swaps must be a non-empty list of integers >= 0, got {swaps.tolist()}")
-  counts = surgery.stage_block_counts(model)
-  starts = np.cumsum((0,) + counts[:-1])
-  # Compatible pairs as network positions (blocks 2..n of a stage are positions start+1..).
-  pairs = np.array([(s + a, s + b) for s, c in zip(starts, counts)
-                    for a in range(1, c) for b in range(a + 1, c)], np.int64).reshape(-1, 2)
+  pairs = _swap_pairs(model.stage_sizes)
   if swaps.max() > 0 and len(pairs) == 0:
     raise ValueError("this model has no two interchangeable blocks to swap (stages of <= 2 "
                      "blocks)")
-  orders = np.broadcast_to(np.arange(model.num_blocks), (swaps.size, samples,
-                                                         model.num_blocks)).copy()
-  if swaps.max() > 0:
-    picks = np.asarray(jax.random.randint(key, (swaps.size, samples, swaps.max()), 0, len(pairs)))
-    for j, count in enumerate(swaps):
-      for s in range(samples):
-        for a, b in pairs[picks[j, s, :count]]:
-          orders[j, s, [a, b]] = orders[j, s, [b, a]]
+  orders = _random_orders(key, pairs, model.num_blocks, swaps, samples)
   flat = orders.reshape(-1, model.num_blocks)
-  # Stage s's scanned permutation: positions start+1.. hold old blocks start+1+perm.
-  perms = {s + 1: jnp.asarray(flat[:, st + 1:st + c] - st - 1, jnp.int32)
-           for s, (st, c) in enumerate(zip(starts, counts)) if c > 1}
+  perms = _stage_perms(flat, model.stage_sizes)
   if perms:
-    images = _common.check_images(images)
-    labels = _common.check_labels(model, images, labels)
-    max_batch = _common.check_max_batch(max_batch)
-    identity = jax.tree.map(lambda p: jnp.arange(p.shape[1], dtype=jnp.int32), perms)
-    fn = functools.partial(_reorder_wrong, model, _common.eval_variables(variables))
-    wrong = _common.run_chunked(fn, perms, identity, images, labels, max_batch, True)
-    errors = wrong.astype(np.float64) / images.shape[0]
+    errors = _reorder_errors(model, variables, images, labels, perms, max_batch)
   else:  # one block per stage: nothing can move, every order is the identity
     errors = lesion_errors(model, variables, images, labels,
                            np.ones_like(flat, np.float32), max_batch=max_batch)
