@@ -60,10 +60,41 @@ def check_residual(model: Any) -> None:
                      "(use the lesion and response analyses for plain twins)")
 
 
-def check_max_batch(max_batch: int) -> int:
-  if not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
-    raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
-  return int(max_batch)
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+  """`value` as an int, if it is an integer >= minimum (a budget, a number of samples)."""
+  if not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+  return int(value)
+
+
+def check_counts(values: Any, name: str, maximum: int | None = None) -> np.ndarray:
+  """[K] int64: `values` flattened, if non-empty with entries in [0, maximum] (or >= 0)."""
+  values = np.asarray(values, np.int64).reshape(-1)
+  if values.size == 0 or values.min() < 0 or (maximum is not None and values.max() > maximum):
+    bound = ">= 0" if maximum is None else f"in [0, {maximum}]"
+    raise ValueError(f"{name} must be a non-empty list of integers {bound}, got "
+                     f"{values.tolist()}")
+  return values
+
+
+def check_batch(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
+                max_batch: int) -> tuple[dict, jax.Array, jax.Array, int]:
+  """The checks of every labelled analysis: (eval variables, images, labels, max_batch)."""
+  images = check_images(images)
+  labels = check_labels(model, images, labels)
+  max_batch = check_count(max_batch, "max_batch")
+  return eval_variables(variables), images, labels, max_batch
+
+
+def random_subsets(key: jax.Array, sizes: np.ndarray, samples: int, n: int) -> np.ndarray:
+  """[K, samples, n] bool: uniform random subsets of n items, sizes[k] of them in row k.
+
+  Each row ranks the items by uniform noise and keeps the sizes[k] lowest ranks; every subset of
+  that size is equally likely.
+  """
+  u = np.asarray(jax.random.uniform(key, (sizes.size, samples, n)))
+  ranks = np.argsort(np.argsort(u, axis=-1), axis=-1)
+  return ranks < sizes[:, None, None]
 
 
 def pad_rows(x: Any, size: int, fill: float = 0) -> jax.Array:

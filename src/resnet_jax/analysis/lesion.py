@@ -78,7 +78,7 @@ def lesion_logits(model: Any, variables: Mapping[str, Any], images: Any, gates: 
   """
   images = _common.check_images(images)
   gates = _check_gates(model, gates)
-  max_batch = _common.check_max_batch(max_batch)
+  max_batch = _common.check_count(max_batch, "max_batch")
   variables = _common.eval_variables(variables)
   labels = jnp.zeros((images.shape[0],), jnp.int32)
 
@@ -106,11 +106,9 @@ def lesion_errors(model: Any, variables: Mapping[str, Any], images: Any, labels:
   Raises:
     ValueError: gates not [num_settings >= 1, num_blocks] and finite; bad images or labels.
   """
-  images = _common.check_images(images)
-  labels = _common.check_labels(model, images, labels)
+  variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
+                                                             max_batch)
   gates = _check_gates(model, gates)
-  max_batch = _common.check_max_batch(max_batch)
-  variables = _common.eval_variables(variables)
   fn = functools.partial(_lesion_wrong, model, variables)
   wrong = _common.run_chunked(fn, gates, jnp.ones_like(gates[0]), images, labels, max_batch, True)
   return wrong.astype(np.float64) / images.shape[0]
@@ -143,12 +141,6 @@ class LesionK:
   std: np.ndarray
 
 
-def _check_samples(samples: int) -> int:
-  if not isinstance(samples, (int, np.integer)) or samples < 1:
-    raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
-  return int(samples)
-
-
 def lesion_k(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
              ks: Sequence[int], samples: int, key: jax.Array, *,
              max_batch: int = _common.DEFAULT_MAX_BATCH) -> LesionK:
@@ -166,14 +158,9 @@ def lesion_k(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
     ValueError: a k outside [0, num_blocks], or samples < 1.
   """
   n = model.num_blocks
-  ks = np.asarray(ks, np.int64).reshape(-1)
-  samples = _check_samples(samples)
-  if ks.size == 0 or ks.min() < 0 or ks.max() > n:
-    raise ValueError(f"ks must be a non-empty list of integers in [0, {n}], got {ks.tolist()}")
-  # A uniform random ranking of the blocks; deleting the k lowest-ranked is a uniform k-subset.
-  u = np.asarray(jax.random.uniform(key, (ks.size, samples, n)))
-  ranks = np.argsort(np.argsort(u, axis=-1), axis=-1)
-  gates = (ranks >= ks[:, None, None]).astype(np.float32)
+  samples = _common.check_count(samples, "samples")
+  ks = _common.check_counts(ks, "ks", n)
+  gates = (~_common.random_subsets(key, ks, samples, n)).astype(np.float32)  # 0: deleted
   errors = lesion_errors(model, variables, images, labels, gates.reshape(-1, n),
                          max_batch=max_batch).reshape(ks.size, samples)
   return LesionK(ks=ks, errors=errors, mean=errors.mean(axis=1), std=errors.std(axis=1))
@@ -259,11 +246,10 @@ def _stage_perms(orders: np.ndarray, stage_sizes: Sequence[int]) -> dict[int, ja
 
 def _reorder_errors(model, variables, images, labels, perms, max_batch) -> np.ndarray:
   """[R] error fractions of the network with its stages permuted by each row of perms."""
-  images = _common.check_images(images)
-  labels = _common.check_labels(model, images, labels)
-  max_batch = _common.check_max_batch(max_batch)
+  variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
+                                                             max_batch)
   identity = jax.tree.map(lambda p: jnp.arange(p.shape[1], dtype=jnp.int32), perms)
-  fn = functools.partial(_reorder_wrong, model, _common.eval_variables(variables))
+  fn = functools.partial(_reorder_wrong, model, variables)
   wrong = _common.run_chunked(fn, perms, identity, images, labels, max_batch, True)
   return wrong.astype(np.float64) / images.shape[0]
 
@@ -290,10 +276,8 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
     ValueError: negative swaps, samples < 1, or swaps > 0 on a net without two interchangeable
       blocks in any stage.
   """
-  swaps = np.asarray(swaps, np.int64).reshape(-1)
-  samples = _check_samples(samples)
-  if swaps.size == 0 or swaps.min() < 0:
-    raise ValueError(f"swaps must be a non-empty list of integers >= 0, got {swaps.tolist()}")
+  samples = _common.check_count(samples, "samples")
+  swaps = _common.check_counts(swaps, "swaps")
   pairs = _swap_pairs(model.stage_sizes)
   if swaps.max() > 0 and len(pairs) == 0:
     raise ValueError("this model has no two interchangeable blocks to swap (stages of <= 2 "

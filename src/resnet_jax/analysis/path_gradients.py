@@ -108,11 +108,9 @@ def _check_routes(model, routes) -> np.ndarray:
 
 def _prepare(model, variables, images, labels, max_batch):
   _common.check_residual(model)
-  images = _common.check_images(images)
-  labels = _common.check_labels(model, images, labels)
-  max_batch = _common.check_max_batch(max_batch)
-  inv_total = jnp.float32(1.0 / images.shape[0])
-  return _common.eval_variables(variables), images, labels, max_batch, inv_total
+  variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
+                                                             max_batch)
+  return variables, images, labels, max_batch, jnp.float32(1.0 / images.shape[0])
 
 
 def single_path_gradients(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
@@ -200,16 +198,11 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
   v, images, labels, max_batch, inv_total = _prepare(model, variables, images, labels,
                                                      max_batch)
   n = model.num_blocks
-  lengths = np.arange(n + 1) if lengths is None else np.asarray(lengths, np.int64).reshape(-1)
-  if lengths.size == 0 or lengths.min() < 0 or lengths.max() > n:
-    raise ValueError(f"lengths must be a non-empty list of integers in [0, {n}], got "
-                     f"{lengths.tolist()}")
-  if not isinstance(samples_per_length, (int, np.integer)) or samples_per_length < 1:
-    raise ValueError(f"samples_per_length must be an integer >= 1, got {samples_per_length!r}")
-  # A uniform random ranking of the blocks; its k lowest form a uniform random k-subset.
-  u = np.asarray(jax.random.uniform(key, (lengths.size, samples_per_length, n)))
-  ranks = np.argsort(np.argsort(u, axis=-1), axis=-1)
-  routes = jnp.asarray((ranks < lengths[:, None, None]).reshape(-1, n), jnp.float32)
+  lengths = _common.check_counts(np.arange(n + 1) if lengths is None else lengths, "lengths", n)
+  samples_per_length = _common.check_count(samples_per_length, "samples_per_length")
+  # A route of length k: back-propagate through the branches of a random k-subset of blocks.
+  routes = _common.random_subsets(key, lengths, samples_per_length, n)
+  routes = jnp.asarray(routes.reshape(-1, n), jnp.float32)
   fn = functools.partial(_route_sq_norms, model, v, inv_total)
   sq = _common.run_chunked(fn, routes, routes[0], images, labels, max_batch, True)
   norms = np.sqrt(sq.astype(np.float64)).reshape(lengths.size, samples_per_length)

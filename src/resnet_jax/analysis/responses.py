@@ -94,7 +94,7 @@ def response_std(model: Any, variables: Mapping[str, Any], images: Any, *,
     ValueError: images not [N, H, W, C] floats, or batch_size < 1.
   """
   images = _common.check_images(images)
-  batch_size = _common.check_max_batch(batch_size)
+  batch_size = _common.check_count(batch_size, "batch_size")
   variables = _common.eval_variables(variables)
   chunk = min(batch_size, images.shape[0])
   dummy_labels = jnp.zeros((images.shape[0],), jnp.int32)
