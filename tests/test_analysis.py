@@ -189,14 +189,12 @@ def test_effective_paths_hand_made():
   assert analysis.effective_paths([2.0, 0.0, 2.0], 1.0) == (0, 2)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(total=[1.0, 2.0], fraction=0.0), dict(total=[1.0, 2.0], fraction=1.5),
-    dict(total=[1.0, -2.0], fraction=0.5), dict(total=[0.0, 0.0], fraction=0.5),
-    dict(total=[[1.0]], fraction=0.5), dict(total=[], fraction=0.5),
-    dict(total=[1.0, np.nan], fraction=0.5)])
-def test_effective_paths_rejects_bad_input(bad):
+@pytest.mark.parametrize("total,fraction", [
+    ([1.0, 2.0], 0.0), ([1.0, 2.0], 1.5), ([1.0, -2.0], 0.5), ([0.0, 0.0], 0.5), ([[1.0]], 0.5),
+    ([], 0.5), ([1.0, np.nan], 0.5)])
+def test_effective_paths_rejects_bad_input(total, fraction):
   with pytest.raises(ValueError):
-    analysis.effective_paths(bad["total"], bad["fraction"])
+    analysis.effective_paths(total, fraction)
 
 
 def test_path_analyses_reject_bad_input():
@@ -228,9 +226,17 @@ def _conv(x, kernel, stride, padding):
 
 
 def _bn(x, params, stats):
-  c = lambda a: jnp.reshape(a, (1, 1, 1, -1))  # noqa: E731  (explicit: rank promotion raises)
+  def c(a):  # explicit [1, 1, 1, C]: rank promotion raises
+    return jnp.reshape(a, (1, 1, 1, -1))
   return (x - c(stats["mean"])) / jnp.sqrt(c(stats["var"]) + BN_EPSILON) * c(params["scale"]) + \
       c(params["bias"])
+
+
+def _block_tree(tree, stage, b):
+  """Block b (from 0) of a stage: block1 stands alone, the others are stacked (scanned)."""
+  if b == 0:
+    return tree[f"stage{stage}"]["block1"]
+  return jax.tree.map(lambda a: a[b - 1], tree[f"stage{stage}"]["blocks"]["block"])
 
 
 def all_branches_removed_logits(model, variables, images):
@@ -245,9 +251,7 @@ def all_branches_removed_logits(model, variables, images):
   for stage, width in zip((1, 2, 3), (16, 32, 64)):
     count = model.blocks_per_stage
     for b in range(count):
-      take = (lambda t: t[f"stage{stage}"]["block1"]) if b == 0 else \
-          (lambda t, b=b: jax.tree.map(lambda a: a[b - 1], t[f"stage{stage}"]["blocks"]["block"]))
-      bp, bs = take(p), take(s)
+      bp, bs = _block_tree(p, stage, b), _block_tree(s, stage, b)
       stride = 2 if stage > 1 and b == 0 else 1
       if "conv_proj" in bp:
         x = _bn(_conv(x, bp["conv_proj"]["kernel"], stride, 0), bp["bn_proj"], bs["bn_proj"])
@@ -322,7 +326,7 @@ def test_lesion_reorder_matches_hand_permuted_variables(monkeypatch):
     perm = order[start + 1:start + 3] - start - 1
     for coll in ("params", "batch_stats"):
       tree = permuted[coll][f"stage{stage}"]["blocks"]
-      permuted[coll][f"stage{stage}"]["blocks"] = jax.tree.map(lambda a: a[perm], tree)
+      permuted[coll][f"stage{stage}"]["blocks"] = jax.tree.map(lambda a, p=perm: a[p], tree)
   hand = np.asarray(forward(model, permuted, images)).argmax(1)
   assert res.errors[1, 0] == np.mean(hand != full)
   # New random orders, same shapes: raises if they retraced.

@@ -12,15 +12,27 @@ path_gradients
 All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
 integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
 """
-from resnet_jax.analysis.lesion import (LesionK, LesionReorder, kendall_tau, lesion_errors,
-                                        lesion_k, lesion_logits, lesion_reorder, lesion_single)
-from resnet_jax.analysis.path_gradients import (ExactPathGradients, SampledPathGradients,
-                                                block_input_shape, exact_path_gradients,
-                                                sampled_path_gradients, single_path_gradient,
-                                                single_path_gradients)
+from resnet_jax.analysis.lesion import (
+    LesionK,
+    LesionReorder,
+    kendall_tau,
+    lesion_errors,
+    lesion_k,
+    lesion_logits,
+    lesion_reorder,
+    lesion_single,
+)
+from resnet_jax.analysis.path_gradients import (
+    ExactPathGradients,
+    SampledPathGradients,
+    block_input_shape,
+    exact_path_gradients,
+    sampled_path_gradients,
+    single_path_gradient,
+    single_path_gradients,
+)
 from resnet_jax.analysis.paths import effective_paths, path_counts, path_length_distribution
-from resnet_jax.analysis.responses import (response_layer_names, response_std,
-                                           sorted_response_std)
+from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [
     "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",

@@ -5,7 +5,8 @@ Every analysis runs one jitted core with the model as a static argument and ever
 one fixed shape (the last chunk padded, padded examples weighted 0), so a call compiles once per
 (model, chunk shape) however many mask rows or images it is given.
 """
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +140,13 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Ar
   return jnp.sum(weights * ce) * inv_total
 
 
+def _row_chunk(rows: Any, pad_row: Any, start: int, stop: int, size: int) -> Any:
+  """Rows start..stop-1 of the pytree `rows`, padded with copies of `pad_row` to `size` rows."""
+  fill = size - (stop - start)
+  return jax.tree.map(lambda r, p: jnp.concatenate([r[start:stop]] + [p[None]] * fill), rows,
+                      pad_row)
+
+
 def run_chunked(fn, rows, pad_row, images, labels, max_batch: int, reduce: bool) -> np.ndarray:
   """Runs a jitted core over fixed-shape chunks of rows (masks, routes, orders) and images.
 
@@ -159,9 +167,7 @@ def run_chunked(fn, rows, pad_row, images, labels, max_batch: int, reduce: bool)
   pending = []  # device arrays; converted at the end so that dispatch stays asynchronous
   for start in range(0, num_rows, row_chunk):
     stop = min(start + row_chunk, num_rows)
-    fill = row_chunk - (stop - start)
-    chunk = jax.tree.map(lambda r, p: jnp.concatenate([r[start:stop]] + [p[None]] * fill),
-                         rows, pad_row)
+    chunk = _row_chunk(rows, pad_row, start, stop, row_chunk)
     parts = [fn(x, y, w, chunk) for x, y, w in image_chunks(images, labels, image_chunk)]
     pending.append((stop - start, parts))
   out = []

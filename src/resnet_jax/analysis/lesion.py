@@ -11,7 +11,8 @@ one compiled, vmapped function (rows x images chunked to a fixed shape, so it co
 """
 import dataclasses
 import functools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -19,7 +19,8 @@ Norms are L2 (Frobenius) norms of the whole [N, H, W, C] gradient tensor of the 
 """
 import dataclasses
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,8 @@ statistics) and, by default, a layer's std is one population std (ddof = 0) over
 elements; `per_channel=True` gives instead the mean over channels of the per-channel std over
 N*H*W. The data split is the caller's choice (He et al. plot CIFAR-10 test images, presumably).
 """
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
