@@ -108,6 +108,7 @@ def _check_routes(model, routes) -> np.ndarray:
 
 
 def _prepare(model, variables, images, labels, max_batch):
+  """Checked (eval variables, images, labels, max_batch) and 1 / N, the mean loss's weight."""
   _common.check_residual(model)
   variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
                                                              max_batch)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from resnet_jax.analysis import _common
+
 
 def path_counts(num_blocks: int) -> np.ndarray:
   """The number of paths of each length, C(n, k).
@@ -21,13 +23,8 @@ def path_counts(num_blocks: int) -> np.ndarray:
     [num_blocks + 1] float64, entry k for length k. Entries beyond float64's range are inf: the
     first come at n = 1030 (C(1030, 515) ~ 2.8e308), so ResNet-1202's 600 blocks are finite.
   """
-  _check_num_blocks(num_blocks)
+  num_blocks = _common.check_count(num_blocks, "num_blocks", minimum=0)
   return special.comb(num_blocks, np.arange(num_blocks + 1))
-
-
-def _check_num_blocks(num_blocks: int) -> None:
-  if not isinstance(num_blocks, (int, np.integer)) or num_blocks < 0:
-    raise ValueError(f"num_blocks must be an integer >= 0, got {num_blocks!r}")
 
 
 def path_length_distribution(num_blocks: int) -> np.ndarray:
@@ -39,7 +36,7 @@ def path_length_distribution(num_blocks: int) -> np.ndarray:
   Returns:
     [num_blocks + 1] float64, entry k for length k; sums to 1.
   """
-  _check_num_blocks(num_blocks)
+  num_blocks = _common.check_count(num_blocks, "num_blocks", minimum=0)
   return stats.binom.pmf(np.arange(num_blocks + 1), num_blocks, 0.5)
 
 
