@@ -17,8 +17,7 @@ import time
 
 import jax
 
-from resnet_jax.analysis import _common, exact_path_gradients, lesion_single
-from resnet_jax.analysis import sampled_path_gradients
+from resnet_jax.analysis import _common, exact_path_gradients, lesion_single, sampled_path_gradients
 from resnet_jax.models import get_model
 
 
@@ -77,10 +76,9 @@ def main() -> None:
   _timed(forward, variables, lesion_images)
   _, forward_s = _timed(forward, variables, lesion_images)
   _, lesion_first = _timed(lesion_single, model, variables, lesion_images, lesion_labels)
-  traces = _common.TRACES["lesion_errors"]
   _, lesion_steady = _timed(lesion_single, model, variables, lesion_images, lesion_labels)
   _emit(name="lesion_single", model=args.model, batch=args.lesion_batch, settings=n,
-        compiles=traces, first_call_s=round(lesion_first, 3), steady_s=round(lesion_steady, 3),
+        first_call_s=round(lesion_first, 3), steady_s=round(lesion_steady, 3),
         eval_forward_s=round(forward_s, 4),
         eval_forward_equivalents=round(lesion_steady / forward_s, 1),
         platform=jax.devices()[0].platform)

@@ -16,22 +16,23 @@ from resnet_jax.train_state import create_train_state
 
 
 def compile_seconds(name: str, batch_size: int = 128) -> float:
-  config = configs.base_config()
+  config = configs.resolve_warmup(configs.base_config())
   model = get_model(name)
   tx = optim.make_optimizer(config)
   mesh = parallel.make_mesh()
   step_fn = functools.partial(steps.train_step, model=model, tx=tx,
-                              learning_rate_fn=optim.learning_rate_schedule(config))
+                              learning_rate_fn=optim.learning_rate_schedule(config),
+                              batch_size=batch_size)
   compiled = parallel.compile_train_step(step_fn, mesh, batch_size=batch_size)
   state = jax.eval_shape(functools.partial(create_train_state, model, tx,
                                            image_shape=(32, 32, 3)), jax.random.key(0))
   repl = parallel.replicated(mesh)
   state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), state)
-  images = jax.ShapeDtypeStruct((1024, 32, 32, 3), jnp.float32, sharding=repl)
-  labels = jax.ShapeDtypeStruct((1024,), jnp.int32, sharding=repl)
+  train_data = {"image": jax.ShapeDtypeStruct((1024, 32, 32, 3), jnp.float32, sharding=repl),
+                "label": jax.ShapeDtypeStruct((1024,), jnp.int32, sharding=repl)}
   key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=repl)
   start = time.perf_counter()
-  compiled.lower(state, images, labels, key, key).compile()
+  compiled.lower(state, train_data, key, key).compile()
   return time.perf_counter() - start
 
 

@@ -17,7 +17,7 @@ GPU time (one H200, Fashion-MNIST, 8,000 steps of 128): 25 s for ResNet-20 and 5
 in train steps (3.2 / 6.6 ms each); the four 20- and 56-layer nets took 190 s side by side
 (`python -m resnet_jax.concurrent_runs`), compilation and evaluation included.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

@@ -18,7 +18,7 @@ training error with 0.1; at 0.02 and 400 steps it ends near 1%, see the README),
 short run uses the smaller rate.
 ARG "smoke" runs the same pipeline for two steps on a 16-image slice.
 """
-from resnet_jax.experiment import experiment_config
+from resnet_jax.configs import experiment_config
 
 
 def get_config(arg: str = ""):

@@ -11,7 +11,7 @@ Expected on CIFAR-10: ResNet-110 6.43 %, ResNet-1202 7.93 % test error with trai
 error below 0.1 % (overfitting, 19.4M parameters). Both warm up at lr 0.01 for 400 steps.
 GPU time: not yet measured by this project.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

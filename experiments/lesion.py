@@ -13,7 +13,7 @@ drops it to chance; error grows smoothly with the number of deleted blocks and a
 reordering falls.
 GPU time: not yet measured by this project.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

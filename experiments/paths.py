@@ -12,7 +12,7 @@ Expected (Veit et al. 2016, 54-block ResNet-110 on CIFAR-10): path lengths Binom
 gradient comes almost entirely from paths of 5-17 blocks (0.45% of all paths).
 GPU time: not yet measured by this project.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

@@ -11,7 +11,7 @@ Expected (He et al. 2015, Fig. 7, figure only): ResNets have smaller response st
 plain nets, and deeper ResNets smaller ones than shallower ResNets.
 GPU time: not yet measured by this project.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

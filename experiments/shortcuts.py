@@ -11,7 +11,7 @@ He et al. 2015 compare the options on ImageNet (Table 3, ResNet-34 top-1 error: 
 B 24.52, C 24.19 %): small differences, C slightly best. On CIFAR the paper uses A only.
 GPU time: not yet measured by this project.
 """
-from resnet_jax.experiment import experiment_config, parse_arg
+from resnet_jax.configs import experiment_config, parse_arg
 
 
 def get_config(arg: str = "digits"):

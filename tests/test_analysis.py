@@ -249,7 +249,7 @@ def all_branches_removed_logits(model, variables, images):
   p, s = variables["params"], variables["batch_stats"]
   x = jax.nn.relu(_bn(_conv(images, p["stem_conv"]["kernel"], 1, 1), p["stem_bn"], s["stem_bn"]))
   for stage, width in zip((1, 2, 3), (16, 32, 64)):
-    count = model.blocks_per_stage
+    count = model.stage_sizes[stage - 1]
     for b in range(count):
       bp, bs = _block_tree(p, stage, b), _block_tree(s, stage, b)
       stride = 2 if stage > 1 and b == 0 else 1

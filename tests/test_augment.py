@@ -25,7 +25,8 @@ def _find_crops(images, out, pad):
   matches = []
   for i in range(len(images)):
     found = [(oy, ox, flipped) for flipped, target in ((False, out[i]), (True, out[i, :, ::-1]))
-             for oy, ox in zip(*np.nonzero((windows[i] == target).all(axis=(2, 3, 4))))]
+             for oy, ox in zip(*np.nonzero((windows[i] == target).all(axis=(2, 3, 4))),
+                               strict=True)]
     matches.append(found)
   return matches
 

@@ -5,7 +5,7 @@ import os
 import pytest
 from config_files import REPO, load
 
-from resnet_jax import configs, train
+from resnet_jax import configs, runs, train
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
 REQUIRED = ("model", "dataset", "archive", "data_dir", "batch_size", "num_steps", "eval_every",
@@ -23,7 +23,7 @@ def test_config_fields_docstring_and_model(path):
   config = module.get_config()
   for field in REQUIRED:
     assert field in config, field
-  train.build_model(config, 10)  # the default model name is valid
+  runs.build_model(config, 10)  # the default model name is valid
   config.lock()
   with pytest.raises(AttributeError):
     config.no_such_field = 1

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 
 from resnet_jax import data
-from resnet_jax.data import cifar, idx, transforms
-from resnet_jax.data import DataUnavailableError, load_dataset
-
+from resnet_jax.data import DataUnavailableError, cifar, idx, load_dataset, transforms
 
 # ----------------------------------------------------------------------------- helpers
 

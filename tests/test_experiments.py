@@ -29,16 +29,34 @@ def test_experiment_configs_build_for_every_dataset(name, dataset):
   config = module.get_config(dataset)
   assert config.train.dataset == dataset
   for spec in config.models:
-    model, shortcut = experiment.split_spec(spec)
+    model, shortcut = configs.split_spec(spec)
     get_model(model, **({"shortcut": shortcut} if shortcut else {}))
   assert module.get_config(f"{dataset},smoke").train.num_steps == 2
 
 
 def test_bad_experiment_arg_names_the_datasets():
   with pytest.raises(ValueError, match="digits"):
-    experiment.parse_arg("mnist")
-  assert experiment.parse_arg("") == ("digits", False)
-  assert experiment.parse_arg("cifar10,smoke") == ("cifar10", True)
+    configs.parse_arg("mnist")
+  assert configs.parse_arg("") == ("digits", False)
+  assert configs.parse_arg("cifar10,smoke") == ("cifar10", True)
+
+
+@pytest.mark.parametrize("warmup", ["auto", "error"])
+def test_experiment_keeps_the_recipes_warmup(warmup):
+  # The experiment must not decide warm-ups itself: a user's choice holds for every model, and
+  # "auto" is left for the run to decide (He 2015's rule, configs.resolve_warmup).
+  config = load(os.path.join(REPO, "experiments", "depth_1202.py")).get_config("digits")
+  config.train.warmup = warmup
+  for train_config in experiment.run_configs(config, seeds=2).values():
+    assert train_config.warmup == warmup
+
+
+def test_preact_experiment_warms_up_every_net_like_its_train_config():
+  config = load(os.path.join(REPO, "experiments", "preact.py")).get_config("digits")
+  for (_, spec), train_config in experiment.run_configs(config, seeds=1).items():
+    assert configs.resolve_warmup(train_config).warmup == "steps", spec
+  single = load(os.path.join(REPO, "experiments", "configs", "preact.py"))
+  assert configs.resolve_warmup(single.get_config("preact_resnet164")).warmup == "steps"
 
 
 def test_demo_smoke_runs_the_whole_pipeline(tmp_path):

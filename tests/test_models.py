@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from resnet_jax.models import BlockControls, get_model, list_models, surgery
-from resnet_jax.models import layers
+from resnet_jax.models import BlockControls, get_model, layers, list_models, surgery
 
 # ../shared/reference/papers.md §1.1, 1.2, 1.11: exact counts (conv weights without bias, BN
 # gamma/beta, dense head), which the papers round to 0.27M ... 19.4M.
@@ -49,8 +48,8 @@ def test_preact1001_differs_from_papers_rounded_figure():
 
 
 def test_plain_twin_has_exactly_the_resnet_parameters():
-  plain = jax.eval_shape(lambda: get_model("plain20").init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
-  res = jax.eval_shape(lambda: get_model("resnet20").init(jax.random.key(0), jnp.zeros((1, 8, 8, 3))))
+  init = lambda name: get_model(name).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  plain, res = jax.eval_shape(lambda: init("plain20")), jax.eval_shape(lambda: init("resnet20"))
   chex.assert_trees_all_equal_shapes(plain["params"], res["params"])
 
 
@@ -133,7 +132,8 @@ def test_block_names_and_counts():
   assert model.num_blocks == 9
   assert model.block_names()[:4] == ("stage1_block1", "stage1_block2", "stage1_block3",
                                      "stage2_block1")
-  assert surgery.stage_block_counts(model) == (3, 3, 3)
+  assert model.stage_sizes == (3, 3, 3)
+  assert get_model("resnet34_imagenet").stage_sizes == (3, 4, 6, 3)
   assert get_model("resnet152_imagenet").num_blocks == 50
 
 
@@ -150,7 +150,7 @@ def test_downsampling_blocks_are_where_the_resolution_halves(name, shape):
   heights = [height[b] for b in model.block_names()]
   halved = tuple(i for i in range(1, len(heights)) if heights[i] == heights[i - 1] // 2)
   assert surgery.downsampling_blocks(model) == halved
-  assert len(halved) == len(surgery.stage_block_counts(model)) - 1
+  assert len(halved) == len(model.stage_sizes) - 1
 
 
 def test_gate_zero_deletes_branch_and_default_controls_change_nothing():
@@ -263,6 +263,27 @@ def test_bad_overrides_raise():
     get_model("plain20", shortcut="B")  # a plain net has no shortcut to choose
   with pytest.raises(ValueError, match="stride_in_3x3"):
     get_model("resnet20", stride_in_3x3=True)
+
+
+@pytest.mark.parametrize("widths", [(16, 32), (16, 32, 64, 128), (0, 32, 64), (16.0, 32, 64)])
+def test_widths_must_be_one_positive_integer_per_stage(widths):
+  # A 2-stage width list used to build a 2-stage net that still reported 3 stages of blocks.
+  with pytest.raises(ValueError, match="one per stage"):
+    get_model("resnet8", widths=widths)
+
+
+def test_models_describe_themselves_without_their_block_class():
+  assert get_model("resnet20").is_residual and not get_model("plain20").is_residual
+  assert get_model("preact_bottleneck11").is_residual
+  assert not get_model("plain18_imagenet").is_residual
+  assert get_model("resnet50_imagenet").stage_sizes == (3, 4, 6, 3)
+
+
+def test_same_name_and_options_give_equal_models():
+  # Analyses jit with the model as a static argument: equal models share one compilation.
+  assert get_model("resnet20", shortcut="B") == get_model("resnet20", shortcut="B")
+  assert hash(get_model("resnet20")) == hash(get_model("resnet20"))
+  assert get_model("resnet20", shortcut="B") != get_model("resnet20")
 
 
 def test_bad_image_rank_raises():

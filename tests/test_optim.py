@@ -10,7 +10,7 @@ from resnet_jax import configs, optim
 def config(**overrides):
   c = configs.base_config()
   c.update(overrides)
-  return c
+  return configs.resolve_warmup(c)
 
 
 def test_step_schedule_divides_by_ten_at_32k_and_48k():
@@ -26,16 +26,35 @@ def test_step_warmup_then_paper_schedule():
                              rtol=1e-6)
 
 
-def test_error_warmup_scales_updates_until_warmed_up():
-  c = config(warmup="error")
-  np.testing.assert_allclose(optim.warmup_factor(c, jnp.array(False)), 0.1, rtol=1e-6)
-  np.testing.assert_allclose(optim.warmup_factor(c, jnp.array(True)), 1.0)
-  assert optim.warmup_factor(config(), jnp.array(False)) == 1.0
+def test_error_warmup_is_carried_as_values():
+  warmup = optim.error_warmup(config(warmup="error"))
+  np.testing.assert_allclose(warmup.factor, 0.1, rtol=1e-6)
+  assert warmup.until_error == 0.8
+  assert optim.error_warmup(config()).factor == 1.0
+  assert optim.error_warmup(config(warmup="steps")).factor == 1.0
 
 
 def test_bad_warmup_raises():
-  with pytest.raises(ValueError, match="'none', 'steps', 'error'"):
-    optim.learning_rate_schedule(config(warmup="linear"))
+  with pytest.raises(ValueError, match="'auto', 'none', 'steps', 'error'"):
+    config(warmup="linear")
+  unresolved = configs.base_config()  # "auto" must be decided per model first
+  with pytest.raises(ValueError, match="resolve_warmup"):
+    optim.learning_rate_schedule(unresolved)
+
+
+@pytest.mark.parametrize("model,expected", [("resnet110", "steps"), ("resnet1202", "steps"),
+                                            ("plain110", "steps"), ("resnet56", "none"),
+                                            ("preact_resnet110", "none")])
+def test_auto_warmup_follows_he_2015(model, expected):
+  assert config(model=model).warmup == expected
+  # A value the user chose is never replaced.
+  assert config(model=model, warmup="error").warmup == "error"
+
+
+def test_boundaries_that_round_to_one_step_both_apply():
+  # 0.5 * 3 and 0.75 * 3 both round to step 2: the rate must fall by 10 twice there, not once.
+  lr = optim.learning_rate_schedule(config(num_steps=3))
+  np.testing.assert_allclose([lr(0), lr(1), lr(2)], [0.1, 0.1, 0.001], rtol=1e-6)
 
 
 def test_sgd_momentum_and_weight_decay_match_the_update_rule():

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
-from resnet_jax import checkpoint, configs, metrics_io, optim, parallel, steps, train
+from resnet_jax import checkpoint, configs, metrics_io, optim, parallel, runs, steps, train
 from resnet_jax.models import get_model
 from resnet_jax.train_state import create_train_state
 
@@ -29,10 +30,12 @@ def tiny_config(**overrides):
 
 
 def make_step(config, model, mesh, per_device_bn=False):
+  config = configs.resolve_warmup(config)
   tx = optim.make_optimizer(config)
   step_fn = functools.partial(steps.train_step, model=model, tx=tx,
                               learning_rate_fn=optim.learning_rate_schedule(config),
-                              augment_pad=config.augment_pad, augment_flip=config.augment_flip)
+                              batch_size=config.batch_size, augment_pad=config.augment_pad,
+                              augment_flip=config.augment_flip)
   chex.clear_trace_counter()  # each mesh compiles once; count per mesh
 
   @chex.assert_max_traces(n=1)
@@ -51,12 +54,12 @@ def run_steps(config, devices, num_steps, per_device_bn=False, num_examples=64):
   compiled, state = make_step(config, model, mesh, per_device_bn)
   repl = parallel.replicated(mesh)
   images = np.asarray(jax.random.normal(jax.random.key(1), (num_examples, 8, 8, 1)))
-  images = parallel.put_global(images, repl)
-  labels = parallel.put_global(np.arange(num_examples, dtype=np.int32) % 10, repl)
+  data = {"image": parallel.put_global(images, repl),
+          "label": parallel.put_global(np.arange(num_examples, dtype=np.int32) % 10, repl)}
   keys = jax.device_put((jax.random.key(2), jax.random.key(3)), repl)
   losses = []
   for _ in range(num_steps):
-    state, metrics = compiled(state, images, labels, *keys)
+    state, metrics = compiled(state, data, *keys)
     losses.append(float(metrics["loss"]))
   return state, losses
 
@@ -92,6 +95,33 @@ def test_per_device_batch_norm_runs_under_shard_map():
   chex.assert_trees_all_close(a.params, b.params, atol=1e-5, rtol=1e-4)
 
 
+def test_per_device_shards_draw_their_own_augmentation():
+  # Four devices, every image the same: with one augmentation key for all devices (the old
+  # step), the four local batches came out identical.
+  mesh = parallel.make_mesh(jax.devices())
+  image = np.asarray(jax.random.normal(jax.random.key(1), (1, 8, 8, 1)))
+  data = {"image": jnp.asarray(np.repeat(image, 64, axis=0)), "label": jnp.zeros(64, jnp.int32)}
+  gather = functools.partial(steps.training_batch, batch_size=16, augment_pad=2,
+                             augment_flip=True, axis_name=parallel.DATA_AXIS)
+  per_device = jax.jit(jax.shard_map(
+      lambda d, k1, k2: gather(d, k1, k2, jnp.int32(0))["image"], mesh=mesh,
+      in_specs=(P(), P(), P()), out_specs=P(parallel.DATA_AXIS)))
+  shards = np.asarray(per_device(data, jax.random.key(2), jax.random.key(3))).reshape(4, 4, -1)
+  for i in range(4):
+    for j in range(i + 1, 4):
+      assert not np.array_equal(shards[i], shards[j]), (i, j)
+
+
+def test_global_batch_is_the_batch_of_the_data_order():
+  data = {"image": jnp.arange(40.0).reshape(10, 2, 2, 1), "label": jnp.arange(10)}
+  batch = steps.training_batch(data, jax.random.key(0), jax.random.key(1), jnp.int32(3),
+                               batch_size=4, augment_pad=0, augment_flip=False)
+  from resnet_jax import augment  # pylint: disable=g-import-not-at-top
+  index = augment.batch_indices(jax.random.key(0), 3, 10, 4)
+  np.testing.assert_array_equal(batch["label"], index)
+  np.testing.assert_array_equal(batch["image"], data["image"][index])
+
+
 def test_batch_size_must_divide_over_devices():
   with pytest.raises(ValueError, match="multiple of the 4 devices"):
     run_steps(tiny_config(batch_size=18), jax.devices(), 1)
@@ -104,7 +134,8 @@ def test_train_and_evaluate_writes_metrics_results_and_checkpoints(tmp_path):
   assert results["best_val_step"] in (3, 6)
   model = get_model("resnet8")
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))))
-  assert results["num_params"] == sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+  assert results["num_params"] == sum(int(np.prod(p.shape))
+                                      for p in jax.tree.leaves(shapes["params"]))
   records = metrics_io.read_metrics(str(tmp_path))
   assert [r["step"] for r in records if "loss" in r] == [2, 3, 4, 6]
   for key in ("loss", "train_error", "lr", "images_per_s", "grad_norm"):
@@ -114,21 +145,26 @@ def test_train_and_evaluate_writes_metrics_results_and_checkpoints(tmp_path):
   assert checkpoint.manager(str(tmp_path)).latest_step() == 6
   saved = metrics_io.read_json(str(tmp_path / "results.json"))
   assert saved["device_count"] == 4 and saved["test_error"] == results["test_error"]
+  # An analysis of the run reads its test images only: the training split is not even loaded.
+  config, dataset, model, variables = runs.load_run(str(tmp_path))
+  assert dataset.train_images.shape == (0, 8, 8, 1) and dataset.val_images.shape[0] == 0
+  np.testing.assert_array_equal(dataset.test_images, runs.load_data(config).test_images)
+  assert model == get_model("resnet8") and "batch_stats" in variables
 
 
 def test_rerun_resumes_and_refuses_another_config(tmp_path):
   train.train_and_evaluate(tiny_config(num_steps=3), str(tmp_path), progress=False)
   # Same config with more steps would change the schedule: refused, with the difference named.
-  with pytest.raises(train.ConfigMismatchError, match="num_steps"):
+  with pytest.raises(runs.ConfigMismatchError, match="num_steps"):
     train.train_and_evaluate(tiny_config(num_steps=6), str(tmp_path), progress=False)
-  with pytest.raises(train.ConfigMismatchError, match="model"):
+  with pytest.raises(runs.ConfigMismatchError, match="model"):
     train.train_and_evaluate(tiny_config(num_steps=3, model="plain8"), str(tmp_path),
                              progress=False)
   # Loop-only fields may change. The run is finished, so its results stay as they were.
   # It neither loads data nor compiles: an experiment rerun over finished runs is instant.
   first = metrics_io.read_json(str(tmp_path / "results.json"))
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train, "load_data", lambda _: pytest.fail("a finished run loaded its data"))
+    patch.setattr(runs, "load_data", lambda *_: pytest.fail("a finished run loaded its data"))
     results = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1), str(tmp_path),
                                        progress=False)
   assert results == first and results["resumed_from_step"] == 0

@@ -7,6 +7,35 @@ import jax
 import jax.numpy as jnp
 
 
+def draw_augmentation(rng: jax.Array, n: int, *, pad: int, flip: bool) -> dict[str, jax.Array]:
+  """The random part of `pad_crop_flip` for n images: {"offset": [n, 2] crop offsets in
+  [0, 2*pad]} and, with `flip`, {"mirror": [n, 1, 1, 1] bool}. Drawn per position in the batch,
+  so that a slice of the draws augments that slice of the batch exactly as the whole would."""
+  crop_rng, flip_rng = jax.random.split(rng)
+  draws = {"offset": jax.random.randint(crop_rng, (n, 2), 0, 2 * pad + 1)}
+  if flip:
+    draws["mirror"] = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
+  return draws
+
+
+def apply_augmentation(images: jax.Array, draws: dict[str, jax.Array], *, pad: int
+                       ) -> jax.Array:
+  """Crops [N, H, W, C] images padded by `pad` at draws["offset"] and mirrors draws["mirror"]."""
+  _, height, width, channels = images.shape
+  out = images
+  if pad:
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+    def crop(image, offset):
+      return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
+
+    # vmap turns the per-image dynamic_slice into one gather: no Python loop, any batch size.
+    out = jax.vmap(crop)(padded, draws["offset"])
+  if "mirror" in draws:
+    out = jnp.where(draws["mirror"], out[:, :, ::-1, :], out)
+  return out
+
+
 def pad_crop_flip(rng: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool = True
                   ) -> jax.Array:
   """He et al. 2015's CIFAR augmentation: pad, random crop, random horizontal flip.
@@ -24,24 +53,16 @@ def pad_crop_flip(rng: jax.Array, images: jax.Array, *, pad: int = 4, flip: bool
   Returns:
     [N, H, W, C] augmented images; `images` itself when pad == 0 and not flip.
   """
+  check_pad(pad)
+  if not pad and not flip:
+    return images
+  draws = draw_augmentation(rng, images.shape[0], pad=pad, flip=flip)
+  return apply_augmentation(images, draws, pad=pad)
+
+
+def check_pad(pad: int) -> None:
   if pad < 0:
     raise ValueError(f"pad must be >= 0, got {pad}")
-  n, height, width, channels = images.shape
-  crop_rng, flip_rng = jax.random.split(rng)
-  out = images
-  if pad:
-    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    offsets = jax.random.randint(crop_rng, (n, 2), 0, 2 * pad + 1)
-
-    def crop(image, offset):
-      return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
-
-    # vmap turns the per-image dynamic_slice into one gather: no Python loop, any batch size.
-    out = jax.vmap(crop)(padded, offsets)
-  if flip:
-    mirror = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
-    out = jnp.where(mirror, out[:, :, ::-1, :], out)
-  return out
 
 
 def batch_indices(seed_rng: jax.Array, step: jax.Array, num_examples: int, batch_size: int

@@ -15,7 +15,6 @@ rerunning the command resumes each run from its checkpoints, as usual.
 rerun resumes them); the summary then covers the models that finished, in the config's order.
 """
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,20 +22,28 @@ import sys
 import time
 
 import tqdm
+from absl import flags
+from ml_collections import config_flags
 
-from resnet_jax import metrics_io
-from resnet_jax.experiment import run_dir
+from resnet_jax import cli, metrics_io
+from resnet_jax.configs import run_dir
 
 POLL_S = 2.0
 
 
-def load_config(config_arg: str):
-  """An experiment config file "PATH[:ARG]", loaded as ml_collections' config_flags loads it."""
-  path, _, arg = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+def load_config(config_arg: str, overrides: list[str]):
+  """The experiment config "PATH[:ARG]" with its --config.FIELD overrides applied, parsed by
+  ml_collections' config_flags exactly as the experiment command will parse them."""
+  argv = ["concurrent_runs", f"--config={config_arg}", *overrides]
+  values = flags.FlagValues()
+  # sys_argv: the config flag defines one flag per override it finds there (else in sys.argv).
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
+                                  sys_argv=argv)
+  rest = values(argv)
+  if len(rest) > 1:
+    raise flags.Error(f"unrecognized arguments: {rest[1:]} (only --config.FIELD=VALUE "
+                      "overrides pass through)")
+  return values.config
 
 
 def models_flag(models) -> str:
@@ -63,14 +70,6 @@ def experiment_command(args, models, extra, runs_only: bool) -> list[str]:
   command = [sys.executable, "-m", "resnet_jax.experiment", f"--config={args.config}",
              f"--workdir={args.workdir}", f"--seeds={args.seeds}", models_flag(models), *extra]
   return command + (["--runs_only"] if runs_only else [])
-
-
-def steps_per_run(config, extra) -> int:
-  """The recipe's num_steps, or its override on the command line."""
-  for flag in extra:
-    if flag.startswith("--config.train.num_steps="):
-      return int(flag.split("=", 1)[1])
-  return int(config.train.num_steps)
 
 
 def train_side_by_side(args, models, extra, per_run: int) -> dict[str, int | None]:
@@ -131,18 +130,17 @@ def main(argv=None) -> int:
   parser.add_argument("--deadline_s", type=float, default=0, help="0: none")
   parser.add_argument("--seeds", type=int, default=1)
   args, extra = parser.parse_known_args(argv)
-  unknown = [f for f in extra if not f.startswith("--config.")]
-  if unknown:
-    parser.error(f"unrecognized arguments: {unknown} (only --config.FIELD=VALUE overrides pass "
-                 "through)")
-  config = load_config(args.config)
+  try:
+    config = load_config(args.config, extra)
+  except (flags.Error, ValueError, AttributeError, KeyError) as err:
+    parser.error(cli.message(err))
   order = tuple(config.models)
   models = tuple(m for m in args.models.split(",") if m) or order
   missing = [m for m in models if m not in order]
   if missing:
     parser.error(f"models {missing} are not in {args.config}'s models {order}")
   args.jobs = args.jobs or len(models)
-  status = train_side_by_side(args, models, extra, steps_per_run(config, extra))
+  status = train_side_by_side(args, models, extra, config.train.num_steps)
   done = [m for m in order if m in models and finished(args.workdir, m, args.seeds)]
   print(json.dumps({"finished": done, "not_finished": [m for m in models if m not in done]}))
   if done:

@@ -1,8 +1,13 @@
-"""The base training config: He et al. 2015's CIFAR-10 recipe (§4.2), every field documented.
+"""Every config of the project: the training recipe (He et al. 2015 §4.2, every field
+documented), the per-data-set recipes, experiments and analysis settings.
 
-Config files in `experiments/configs/` start from `base_config()` and change what their setting
-needs; the training command locks the result, so a typo in an override is an error.
+Config files in `experiments/` import only this module (and ml_collections): reading a config
+loads no JAX, Orbax or matplotlib. The commands lock what they load, so a typo in an override is
+an error.
 """
+import copy
+import os
+
 import ml_collections
 
 
@@ -32,9 +37,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.nesterov = False        # He 2015 (Caffe) is plain momentum; fb.resnet.torch used Nesterov
   c.weight_decay = 1e-4
   c.decay_batch_norm = True  # the papers' code decays BN scale/bias too; False masks them out
-  # Warm-up (ResNet-110/1202): "none", "steps" (warmup_lr for warmup_steps) or "error"
-  # (warmup_lr until a training batch's error falls below warmup_error, as the paper words it).
-  c.warmup = "none"
+  # Warm-up: "auto" (He 2015: "steps" for WARMUP_MODELS, else "none"; see resolve_warmup),
+  # "none", "steps" (warmup_lr for warmup_steps) or "error" (warmup_lr until a training batch's
+  # error falls below warmup_error, as the paper words it).
+  c.warmup = "auto"
   c.warmup_steps = 400
   c.warmup_lr = 0.01
   c.warmup_error = 0.8
@@ -62,8 +68,9 @@ _RECIPES = {
     "cifar100": dict(dataset="cifar100", val_size=5000),
 }
 RECIPE_DATASETS = tuple(_RECIPES)
-# He 2015 warms up ResNet-110 and -1202 at lr 0.01 for 400 iterations.
+# He 2015 warms up ResNet-110 and -1202 at lr 0.01 for 400 iterations (and so their plain twins).
 WARMUP_MODELS = ("resnet110", "resnet1202", "plain110", "plain1202")
+WARMUPS = ("auto", "none", "steps", "error")
 
 
 def recipe(dataset: str, model: str = "resnet20") -> ml_collections.ConfigDict:
@@ -73,16 +80,80 @@ def recipe(dataset: str, model: str = "resnet20") -> ml_collections.ConfigDict:
   config = base_config()
   config.update(_RECIPES[dataset])
   config.model = model
-  config.warmup = warmup_for(model, "none")
   return config
 
 
-def warmup_for(model: str, default: str) -> str:
-  return "steps" if model in WARMUP_MODELS else default
+def resolve_warmup(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The one place that decides a run's warm-up: a copy of `config` in which "auto" becomes
+  "steps" for WARMUP_MODELS and "none" otherwise; any other value is the user's and is kept."""
+  if config.warmup not in WARMUPS:
+    raise ValueError(f"warmup must be one of {WARMUPS}, got {config.warmup!r}")
+  config = copy.deepcopy(config)
+  if config.warmup == "auto":
+    config.warmup = "steps" if config.model in WARMUP_MODELS else "none"
+  return config
+
+
+# CI's smoke setting of every training config: two steps on a 16-image slice.
+SMOKE = dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1, eval_every=2,
+             checkpoint_every=2, eval_batch_size=16)
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a training config to a two-step run on a 16-image slice (CI's smoke setting)."""
-  config.update(dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1, eval_every=2,
-                     checkpoint_every=2, eval_batch_size=16))
+  config.update(SMOKE)
   return config
+
+
+def analysis_config() -> ml_collections.ConfigDict:
+  """How much work each analysis does (`resnet_jax.analyze`); the defaults suit a CPU and digits."""
+  c = ml_collections.ConfigDict()
+  c.num_images = 0           # test images for response_std and the lesions (0: the whole split)
+  c.path_images = 32         # test images for the path gradients ((n+1) stacked copies are made)
+  c.samples_per_length = 100  # sampled single paths per length (Veit used about 1000)
+  c.lesion_samples = 20      # random subsets / orders per point of the deletion and reorder sweeps
+  c.seed = 0
+  return c
+
+
+def experiment_config(name: str, models, *, dataset: str, smoke: bool = False,
+                      analyses=(), title: str = "") -> ml_collections.ConfigDict:
+  """An experiment: several models trained with one recipe, then the analyses to run.
+
+  `models` are names, optionally with a shortcut option ("resnet32:B"). The recipe's warm-up
+  stays "auto", decided per model when each run starts (`resolve_warmup`).
+  """
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.title = title or name
+  c.models = tuple(models)
+  c.train = recipe(dataset, c.models[0])
+  if smoke:
+    c.train.update(SMOKE)
+  c.analyses = tuple(analyses)
+  c.analysis = analysis_config()
+  if smoke:
+    c.analysis.update(dict(num_images=16, path_images=2, samples_per_length=2, lesion_samples=2))
+  return c
+
+
+def parse_arg(arg: str) -> tuple[str, bool]:
+  """An experiment config's ARG "DATASET[,smoke]" -> (dataset, smoke)."""
+  parts = [p for p in (arg or "digits").split(",") if p]
+  smoke = "smoke" in parts
+  rest = [p for p in parts if p != "smoke"]
+  if len(rest) > 1 or (rest and rest[0] not in RECIPE_DATASETS):
+    raise ValueError(f"ARG must be DATASET[,smoke] with DATASET one of {RECIPE_DATASETS}, got "
+                     f"{arg!r}")
+  return (rest[0] if rest else "digits"), smoke
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+  """An experiment's model entry "resnet32:B" -> ("resnet32", "B"): name and shortcut option."""
+  name, _, shortcut = spec.partition(":")
+  return name, shortcut
+
+
+def run_dir(workdir: str, seed: int, spec: str) -> str:
+  """Where an experiment keeps the training workdir of one (seed, model entry)."""
+  return os.path.join(workdir, f"seed{seed}", spec.replace(":", "_"))

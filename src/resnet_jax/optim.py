@@ -1,10 +1,21 @@
-"""The papers' optimizer and learning-rate schedule, from optax pieces."""
+"""The papers' optimizer and learning-rate schedule, from optax pieces.
+
+The functions here take a training config whose warm-up is already decided ("none", "steps" or
+"error"; `configs.resolve_warmup` turns "auto" into one of them) and carry out that decision.
+"""
+from typing import NamedTuple
+
 import flax
-import jax
 import ml_collections
 import optax
 
 WARMUPS = ("none", "steps", "error")
+
+
+def _check_warmup(config: ml_collections.ConfigDict) -> None:
+  if config.warmup not in WARMUPS:
+    raise ValueError(f"warmup must be one of {WARMUPS} here, got {config.warmup!r} ('auto' is "
+                     "decided per model by resnet_jax.configs.resolve_warmup)")
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -12,11 +23,14 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
   With warmup="steps" the first `warmup_steps` use `warmup_lr` (He 2015's ResNet-110: 0.01 for
   about 400 iterations). The "error" warm-up is not a function of the step alone; the train step
-  applies it (see `warmup_factor`).
+  applies it (see `error_warmup`).
   """
-  if config.warmup not in WARMUPS:
-    raise ValueError(f"warmup must be one of {WARMUPS}, got {config.warmup!r}")
-  boundaries = {int(round(f * config.num_steps)): config.lr_decay for f in config.lr_boundaries}
+  _check_warmup(config)
+  boundaries = {}
+  for fraction in config.lr_boundaries:
+    # Two fractions can round to the same step (short runs): both decays then apply there.
+    step = int(round(fraction * config.num_steps))
+    boundaries[step] = boundaries.get(step, 1.0) * config.lr_decay
   base = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
   if config.warmup != "steps":
     return base
@@ -25,15 +39,27 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
                               [config.warmup_steps])
 
 
-def warmup_factor(config: ml_collections.ConfigDict, warmed_up: jax.Array) -> jax.Array | float:
-  """Factor on the update for the "error" warm-up: warmup_lr / learning_rate until warmed up.
+class ErrorWarmup(NamedTuple):
+  """The "error" warm-up as the values the train step takes.
 
-  Scaling the update is scaling the rate: momentum accumulates raw gradients, as in Caffe and
-  PyTorch, and the rate multiplies the accumulated direction.
+  factor: multiplies the update (so the rate) until a training batch's error first falls below
+    `until_error`; 1.0 when the config has no "error" warm-up. Scaling the update is scaling the
+    rate: momentum accumulates raw gradients (PyTorch's convention; Caffe, He's framework,
+    accumulates lr * gradient, which differs only while the rate changes), and the rate
+    multiplies the accumulated direction.
+  until_error: the training-error threshold that ends the warm-up.
   """
+  factor: float
+  until_error: float
+
+
+def error_warmup(config: ml_collections.ConfigDict) -> ErrorWarmup:
+  """He 2015's "warm up until the training error is below 80%", as step values."""
+  _check_warmup(config)
   if config.warmup != "error":
-    return 1.0
-  return jax.numpy.where(warmed_up, 1.0, config.warmup_lr / config.learning_rate)
+    return ErrorWarmup(factor=1.0, until_error=config.warmup_error)
+  return ErrorWarmup(factor=config.warmup_lr / config.learning_rate,
+                     until_error=config.warmup_error)
 
 
 def _decay_mask(params):

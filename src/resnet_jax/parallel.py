@@ -1,4 +1,4 @@
-"""Where compilation happens: the pure steps jitted over a device mesh.
+"""Where compilation happens: the pure steps of `steps.py` jitted over a device mesh.
 
 The default is jit over a one-axis ("data") mesh of every device: the batch is sharded, the state
 replicated and donated, and XLA inserts the gradient all-reduce; BatchNorm then sees the global
@@ -10,9 +10,8 @@ from typing import Callable, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-from resnet_jax import steps
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -48,25 +47,20 @@ def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
   """Jits `step_fn` (steps.train_step with its keywords bound) over `mesh`.
 
   Returns:
-    step(state, train_images, train_labels, data_rng, aug_rng) -> (state, metrics). The training
-    set is device-resident and replicated; the step gathers its batch from it on device, so the
-    host never feeds the loop. `state` is donated.
+    step(state, data, data_rng, aug_rng) -> (state, metrics), with `data` the replicated,
+    device-resident training set from which the step gathers its own batch (the host never
+    feeds the loop). `state` is donated.
   """
   check_batch_size(batch_size, mesh)
   batch_sharding = sharded(mesh)
-
-  def full_step(state, images, labels, data_rng, aug_rng):
-    batch = steps.select_batch(images, labels, data_rng, state.step, batch_size)
-    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-    if not per_device_bn:
-      return step_fn(state, batch, aug_rng)
-    per_device = jax.shard_map(functools.partial(step_fn, grad_axis=DATA_AXIS), mesh=mesh,
-                               in_specs=(P(), P(DATA_AXIS), P()), out_specs=(P(), P()))
-    return per_device(state, batch, aug_rng)
-
+  if per_device_bn:
+    step_fn = jax.shard_map(functools.partial(step_fn, axis_name=DATA_AXIS), mesh=mesh,
+                            in_specs=(P(), P(), P(), P()), out_specs=(P(), P()))
+  else:
+    step_fn = functools.partial(
+        step_fn, shard_batch=lambda batch: jax.lax.with_sharding_constraint(batch, batch_sharding))
   repl = replicated(mesh)
-  return jax.jit(full_step, in_shardings=(repl,) * 5, out_shardings=(repl, repl),
-                 donate_argnums=0)
+  return jax.jit(step_fn, in_shardings=(repl,) * 4, out_shardings=(repl, repl), donate_argnums=0)
 
 
 def compile_eval_step(eval_fn: Callable, mesh: Mesh) -> Callable:

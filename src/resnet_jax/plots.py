@@ -5,7 +5,9 @@ Every function returns a matplotlib Figure and, given `path`, writes it as PNG a
 Figures are built with the object API on an Agg canvas: no pyplot, no global backend switch, no
 figure left open. Errors are fractions in [0, 1] on input and are drawn in percent.
 """
+import os
 import pathlib
+import types
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -76,7 +78,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     raise ValueError(f"panels name unknown models {unknown}")
   fig = _figure(len(panels))
   axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-  for ax, (title, names) in zip(axes, panels.items()):
+  for ax, (title, names) in zip(axes, panels.items(), strict=True):
     for i, name in enumerate(names):
       color = f"C{i}"
       steps, train = _series(histories[name], "train_error")
@@ -222,3 +224,52 @@ def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = N
            ylabel="share of total")
   ax_c.legend(fontsize="x-small", loc="best")
   return _finish(fig, path)
+
+
+def as_namespace(result: Mapping[str, Any] | None) -> types.SimpleNamespace | None:
+  """An analysis result read back from JSON, with its lists as arrays: what the plots take."""
+  if result is None:
+    return None
+  return types.SimpleNamespace(**{k: np.asarray(v) if isinstance(v, list) else v
+                                  for k, v in result.items()})
+
+
+def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
+              analyses: Mapping[str, Mapping[str, Any]], figures_dir: str) -> list[str]:
+  """Every figure of one run or of several compared (an experiment); returns the PNG paths.
+
+  Args:
+    histories: model -> its metrics records (`metrics_io.read_metrics`); empty ones are skipped.
+    analyses: model -> its analysis.json dict (`resnet_jax.analyze`), for the models analysed.
+    figures_dir: where the PNG and SVG files go.
+  The k-deletion, reorder and path figures show one model: the last residual one that has them
+  (the deepest, in the experiments' order), else the last one.
+  """
+  written = []
+
+  def out(stem):
+    written.append(os.path.join(figures_dir, stem + ".png"))
+    return os.path.join(figures_dir, stem)
+
+  def last_with(key):
+    having = [m for m, a in analyses.items() if key in a]
+    residual = [m for m in having if analyses[m]["residual"]]
+    return analyses[(residual or having)[-1]] if having else None
+
+  if any(histories.values()):
+    plot_training_curves({m: h for m, h in histories.items() if h}, out("training_curves"))
+  stds = {m: a["response_std"] for m, a in analyses.items() if "response_std" in a}
+  if stds:
+    plot_response_std(stds, out("response_std"))
+  single = {m: a["lesion_single"] for m, a in analyses.items() if "lesion_single" in a}
+  if single:
+    plot_lesion_single(single, out("lesion_single"),
+                       baselines={m: analyses[m]["lesion_baseline"] for m in single})
+  if (a := last_with("lesion_k")) is not None:
+    plot_lesion_k_and_reorder(as_namespace(a["lesion_k"]), as_namespace(a.get("lesion_reorder")),
+                              out("lesion_k_reorder"))
+  if (a := last_with("paths_sampled")) is not None:
+    plot_path_length_distribution(a["num_blocks"], out("path_lengths"))
+    plot_path_gradients(as_namespace(a["paths_sampled"]), out("path_gradients"),
+                        exact=as_namespace(a["paths_exact"]))
+  return written

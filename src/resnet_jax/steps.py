@@ -1,7 +1,9 @@
 """Pure train and eval steps. Nothing here is jitted: `parallel.py` compiles them.
 
-A batch is {"image": [B, H, W, C] float32, "label": [B] int32}; eval batches also carry
-"mask": [B] float32 (0 for padding).
+The train step does everything a step does on the device: it gathers its batch from the
+device-resident training set (order fixed by (data_rng, step)), augments it (keys folded from
+(aug_rng, step)), runs the model and updates the state. A batch is {"image": [B, H, W, C]
+float32, "label": [B] int32}; eval batches also carry "mask": [B] float32 (0 for padding).
 """
 from typing import Any, Callable
 
@@ -21,56 +23,76 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def select_batch(images: jax.Array, labels: jax.Array, data_rng: jax.Array, step: jax.Array,
-                 batch_size: int) -> Batch:
-  """Gathers batch `step` of the device-resident training set (order fixed by data_rng, step)."""
-  index = augment.batch_indices(data_rng, step, images.shape[0], batch_size)
-  return {"image": images[index], "label": labels[index]}
+def training_batch(data: Batch, data_rng: jax.Array, aug_rng: jax.Array, step: jax.Array, *,
+                   batch_size: int, augment_pad: int, augment_flip: bool,
+                   axis_name: str | None = None) -> Batch:
+  """Batch `step` of the training set `data` ({"image": [M, ...], "label": [M]}), augmented.
+
+  The global batch of `batch_size` images and its crops and flips (drawn from
+  fold_in(aug_rng, step), one per position) depend only on the step. Inside shard_map
+  (axis_name set) each device gathers and augments its own slice of that global batch, so the
+  images a step trains on are the same on any number of devices, per-device BN or not.
+  """
+  augment.check_pad(augment_pad)
+  index = augment.batch_indices(data_rng, step, data["image"].shape[0], batch_size)
+  draws = augment.draw_augmentation(jax.random.fold_in(aug_rng, step), batch_size,
+                                    pad=augment_pad, flip=augment_flip)
+  if axis_name is not None:
+    local = batch_size // jax.lax.axis_size(axis_name)
+    start = jax.lax.axis_index(axis_name) * local
+    index, draws = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, local),
+                                (index, draws))
+  images = augment.apply_augmentation(data["image"][index], draws, pad=augment_pad)
+  return {"image": images, "label": data["label"][index]}
 
 
-def train_step(state: TrainState, batch: Batch, rng: jax.Array, *, model: nn.Module,
-               tx: optax.GradientTransformation, learning_rate_fn: Callable[[jax.Array], Any],
-               augment_pad: int = 4, augment_flip: bool = True,
-               warmup_factor_fn: Callable[[jax.Array], Any] = lambda warmed_up: 1.0,
-               warmup_error: float = 0.8, grad_axis: str | None = None
+def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax.Array, *,
+               model: nn.Module, tx: optax.GradientTransformation,
+               learning_rate_fn: Callable[[jax.Array], Any], batch_size: int,
+               augment_pad: int = 4, augment_flip: bool = True, warmup_factor: float = 1.0,
+               warmup_error: float = 0.8, axis_name: str | None = None,
+               shard_batch: Callable[[Batch], Batch] = lambda batch: batch,
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on `batch`, augmented on device with a key folded from (rng, state.step).
+  """One SGD step on batch `state.step` of the training set.
 
   Args:
     state: the train state.
-    batch: {"image", "label"}, not yet augmented.
-    rng: the run's augmentation key; the step's key is fold_in(rng, state.step), so a resumed run
-      draws exactly the crops and flips of an uninterrupted one.
+    data: the whole training set {"image": [M, H, W, C], "label": [M]}, on the device.
+    data_rng, aug_rng: the run's data-order and augmentation keys; both are folded with
+      state.step, so a resumed run draws exactly the batches of an uninterrupted one.
     model, tx, learning_rate_fn: bound with functools.partial before compiling.
+    batch_size: the global batch size.
     augment_pad, augment_flip: He 2015's pad-4 crop and flip.
-    warmup_factor_fn: update factor as a function of state.warmed_up (the "error" warm-up).
-    warmup_error: the training error below which an "error" warm-up ends.
-    grad_axis: inside shard_map, the mesh axis to average gradients, statistics and metrics
+    warmup_factor: factor on the update until a training batch's error first falls below
+      `warmup_error` (the "error" warm-up: warmup_lr / learning_rate); 1.0 for no such warm-up.
+    axis_name: inside shard_map, the mesh axis to average gradients, statistics and metrics
       over; None under jit, where the batch is one global array.
+    shard_batch: applied to the gathered batch; the compiler binds a sharding constraint here so
+      that the batch, and with it the forward and backward pass, is split over the devices.
   Returns:
-    (new state, metrics): loss, error, grad_norm and lr of this step.
+    (new state, metrics): loss, train_error, grad_norm and lr of this step.
   """
-  step_rng = jax.random.fold_in(rng, state.step)
-  images = augment.pad_crop_flip(step_rng, batch["image"], pad=augment_pad, flip=augment_flip)
+  batch = shard_batch(training_batch(data, data_rng, aug_rng, state.step, batch_size=batch_size,
+                                     augment_pad=augment_pad, augment_flip=augment_flip,
+                                     axis_name=axis_name))
 
   def loss_fn(params):
-    logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
-                                   train=True, mutable=["batch_stats"])
+    logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                   batch["image"], train=True, mutable=["batch_stats"])
     loss = cross_entropy(logits, batch["label"]).mean()
     return loss, (logits, new_vars["batch_stats"])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   error = jnp.mean(jnp.argmax(logits, -1) != batch["label"])
-  if grad_axis is not None:
-    grads, loss, error, batch_stats = jax.lax.pmean((grads, loss, error, batch_stats), grad_axis)
+  if axis_name is not None:
+    grads, loss, error, batch_stats = jax.lax.pmean((grads, loss, error, batch_stats), axis_name)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  factor = warmup_factor_fn(state.warmed_up)
+  factor = jnp.where(state.warmed_up, 1.0, warmup_factor)
   updates = jax.tree.map(lambda u: u * factor, updates)
-  params = optax.apply_updates(state.params, updates)
   metrics = {"loss": loss, "train_error": error, "grad_norm": optax.tree.norm(grads),
              "lr": learning_rate_fn(state.step) * factor}
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state,
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state,
                             warmed_up=state.warmed_up | (error < warmup_error))
   return new_state, metrics
 

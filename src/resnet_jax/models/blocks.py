@@ -1,13 +1,16 @@
 """Residual and plain blocks. One small class per block *structure* (He 2015 v1, He 2016 v2).
 
 Every block is called as `block(x, ctrl, train)` with `ctrl` its scalar `BlockControls` (or None)
-and ends in `layers.residual_join` (or `layers.plain_join` for plain twins).
+and ends in `layers.residual_join` (or `layers.plain_join` for plain twins). A block owns its
+shortcut and options, and declares in `residual` whether it adds a shortcut (paths to analyse).
 
 Responses (He et al. 2015, Fig. 7) are sown into the "intermediates" collection under the names
 `response1`, `response2`, ... in branch order, one per 3x3 conv: the output of the BN that
 follows the conv, before its ReLU or the addition. In pre-activation units no BN follows the last
 conv of the branch, so that response is the conv output itself, just before the addition.
 """
+from typing import Callable, ClassVar
+
 import flax.linen as nn
 import jax
 
@@ -15,34 +18,49 @@ from resnet_jax.models import layers
 from resnet_jax.models.layers import BlockControls
 
 
-def _shortcut(x: jax.Array, features: int, strides: int, train: bool,
-              shortcut: str) -> jax.Array:
-  """Option A/B/C shortcut of a post-activation block (projection = 1x1 conv + BN)."""
-  changes_shape = strides != 1 or x.shape[-1] != features
+def _shortcut(identity: jax.Array, features: int, strides: int, shortcut: str,
+              project: Callable[[], jax.Array]) -> jax.Array:
+  """Option A/B/C: `project()` (a 1x1 conv projection) where the option asks for one, else
+  `identity`, subsampled and zero-padded where the block changes the shape."""
+  changes_shape = strides != 1 or identity.shape[-1] != features
   if layers.needs_projection(shortcut, changes_shape):
-    x = layers.conv1x1(features, strides=strides, name="conv_proj")(x)
-    return layers.batch_norm(train, "bn_proj")(x)
+    return project()
   if changes_shape:
-    return layers.pad_shortcut(x, features, strides)
-  return x
+    return layers.pad_shortcut(identity, features, strides)
+  return identity
+
+
+def _post_shortcut(x: jax.Array, features: int, strides: int, train: bool,
+                   shortcut: str) -> jax.Array:
+  """The shortcut of a post-activation block: projections are 1x1 conv + BN."""
+  project = lambda: layers.batch_norm(train, "bn_proj")(
+      layers.conv1x1(features, strides=strides, name="conv_proj")(x))
+  return _shortcut(x, features, strides, shortcut, project)
+
+
+def _two_convs(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+  """conv3x3-BN-ReLU-conv3x3-BN of He et al. 2015's basic block (and its plain twin), sowing
+  each BN output as a response."""
+  y = layers.conv3x3(block.features, strides=block.strides, name="conv1")(x)
+  y = layers.batch_norm(train, "bn1")(y)
+  block.sow("intermediates", "response1", y)
+  y = layers.conv3x3(block.features, name="conv2")(nn.relu(y))
+  y = layers.batch_norm(train, "bn2")(y)
+  block.sow("intermediates", "response2", y)
+  return y
 
 
 class BasicBlock(nn.Module):
   """He et al. 2015 basic block: conv3x3-BN-ReLU-conv3x3-BN, add shortcut, ReLU."""
+  residual: ClassVar[bool] = True
   features: int
   strides: int = 1
   shortcut: str = "A"
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(x)
-    y = layers.batch_norm(train, "bn1")(y)
-    self.sow("intermediates", "response1", y)
-    y = nn.relu(y)
-    y = layers.conv3x3(self.features, name="conv2")(y)
-    y = layers.batch_norm(train, "bn2")(y)
-    self.sow("intermediates", "response2", y)
-    skip = _shortcut(x, self.features, self.strides, train, self.shortcut)
+    y = _two_convs(self, x, train)
+    skip = _post_shortcut(x, self.features, self.strides, train, self.shortcut)
     return nn.relu(layers.residual_join(skip, y, ctrl))
 
 
@@ -51,18 +69,13 @@ class PlainBlock(nn.Module):
 
   `ctrl.gate` = 0 replaces the block by the parameter-free option-A identity (a lesion).
   """
+  residual: ClassVar[bool] = False
   features: int
   strides: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(x)
-    y = layers.batch_norm(train, "bn1")(y)
-    self.sow("intermediates", "response1", y)
-    y = nn.relu(y)
-    y = layers.conv3x3(self.features, name="conv2")(y)
-    y = layers.batch_norm(train, "bn2")(y)
-    self.sow("intermediates", "response2", y)
+    y = _two_convs(self, x, train)
     identity = layers.pad_shortcut(x, self.features, self.strides)
     return layers.plain_join(identity, nn.relu(y), ctrl)
 
@@ -73,6 +86,7 @@ class Bottleneck(nn.Module):
   The paper (v1) strides the first 1x1 conv; `stride_in_3x3=True` strides the 3x3 conv instead
   (the "v1.5" placement of torchvision, Flax and MLPerf). Parameter counts are the same.
   """
+  residual: ClassVar[bool] = True
   features: int
   strides: int = 1
   shortcut: str = "B"
@@ -90,7 +104,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(y)
     y = layers.conv1x1(self.features * self.expansion, name="conv3")(y)
     y = layers.batch_norm(train, "bn3")(y)
-    skip = _shortcut(x, self.features * self.expansion, self.strides, train, self.shortcut)
+    skip = _post_shortcut(x, self.features * self.expansion, self.strides, train, self.shortcut)
     return nn.relu(layers.residual_join(skip, y, ctrl))
 
 
@@ -99,17 +113,13 @@ def _preact_shortcut(x: jax.Array, pre: jax.Array, features: int, strides: int,
   """He et al. 2016: projections take the pre-activated input ("these projection shortcuts are
   also with pre-activation"), and so does the network's first unit, whose activation comes
   "right after conv1 and before splitting into two paths"."""
-  changes_shape = strides != 1 or x.shape[-1] != features
-  if layers.needs_projection(shortcut, changes_shape):
-    return layers.conv1x1(features, strides=strides, name="conv_proj")(pre)
-  source = pre if first else x
-  if changes_shape:
-    return layers.pad_shortcut(source, features, strides)
-  return source
+  project = lambda: layers.conv1x1(features, strides=strides, name="conv_proj")(pre)
+  return _shortcut(pre if first else x, features, strides, shortcut, project)
 
 
 class PreActBlock(nn.Module):
   """He et al. 2016 full pre-activation basic unit: BN-ReLU-conv3x3-BN-ReLU-conv3x3, add."""
+  residual: ClassVar[bool] = True
   features: int
   strides: int = 1
   shortcut: str = "A"
@@ -132,6 +142,7 @@ class PreActBottleneck(nn.Module):
 
   As in the authors' released code the stride sits in the 3x3 conv.
   """
+  residual: ClassVar[bool] = True
   features: int
   strides: int = 1
   shortcut: str = "B"

@@ -79,7 +79,7 @@ class BlockControls:
     path_stack: static. 0 is the ordinary network. K > 0 means the activations entering the
       first block hold K stacked copies of the batch ([K*N, ...]) and each join shifts the
       branch's cotangent by one copy, so the cotangent of copy k at a block input is the sum of
-      the gradients of all paths through exactly k branches (see `analysis.paths`).
+      the gradients of all paths through exactly k branches (see `analysis.path_gradients`).
   """
   gate: jax.Array
   branch_grad: jax.Array

@@ -1,157 +1,143 @@
-"""Whole networks: He et al. 2015 CIFAR and ImageNet nets, He et al. 2016 pre-activation nets.
+"""He et al. 2015 and 2016: the CIFAR nets (plain and residual, original and pre-activation) and
+the ImageNet nets of Table 1, as builders of `network.ResNet` and the names that select them.
 
-Each is called as `model.apply(variables, images, train=False, controls=None)` with images
-[N, H, W, C] float32, and returns logits [N, num_classes] ([K*N, num_classes] when
-`controls.path_stack` = K). `num_blocks` and `block_names()` describe the residual blocks that
-the controls address, in network order.
+Every builder takes the name's numbers (the depth) positionally and its options as keywords;
+those keywords are exactly the overrides `get_model` accepts for the family.
 """
+import functools
 from typing import Sequence
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
-from resnet_jax.models import blocks, layers, stages
-from resnet_jax.models.layers import BlockControls
+from resnet_jax.models import blocks, layers, network
+from resnet_jax.models.family import Family, UnknownDepthError
+from resnet_jax.models.network import ResNet, bind
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
+# He et al. 2015 Table 1: depth -> (block, blocks per stage).
+IMAGENET_STAGES = {
+    18: (blocks.BasicBlock, (2, 2, 2, 2)),
+    34: (blocks.BasicBlock, (3, 4, 6, 3)),
+    50: (blocks.Bottleneck, (3, 4, 6, 3)),
+    101: (blocks.Bottleneck, (3, 4, 23, 3)),
+    152: (blocks.Bottleneck, (3, 8, 36, 3)),
+}
+PLAIN_IMAGENET_DEPTHS = (18, 34)
 
 
-def _head(x: jax.Array, num_classes: int) -> jax.Array:
-  x = jnp.mean(x, axis=(1, 2))
-  return nn.Dense(num_classes, name="head")(x)
+def blocks_per_stage(depth: int, layers_per_block: int) -> int:
+  """n of a three-stage CIFAR net of depth layers_per_block * 3n + 2 (6n+2, 9n+2)."""
+  n, remainder = divmod(depth - 2, 3 * layers_per_block)
+  if remainder or n < 1:
+    valid = ", ".join(str(3 * layers_per_block * k + 2) for k in (1, 2, 3, 9, 18))
+    raise UnknownDepthError(f"the depth of this family must be of the form "
+                            f"{3 * layers_per_block}n+2 with n >= 1 ({valid}, ...), got {depth}")
+  return n
 
 
-class CifarResNet(nn.Module):
-  """He et al. 2015 §4.2: 3x3 conv stem (16), 3 stages of n blocks at widths 16/32/64, stride 2 at
-  the entries of stages 2 and 3, global average pool, dense head. 6n+2 weighted layers.
-
-  `block_cls` is `blocks.BasicBlock` (ResNet) or `blocks.PlainBlock` (its plain twin).
-  """
-  blocks_per_stage: int
-  block_cls: stages.ModuleDef = blocks.BasicBlock
-  num_classes: int = 10
-  shortcut: str = "A"
-  widths: Sequence[int] = CIFAR_WIDTHS
-  scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
-
-  @property
-  def stage_sizes(self) -> tuple[int, ...]:
-    return (self.blocks_per_stage,) * 3
-
-  @property
-  def is_residual(self) -> bool:
-    return self.block_cls is not blocks.PlainBlock
-
-  @property
-  def num_blocks(self) -> int:
-    return 3 * self.blocks_per_stage
-
-  def block_names(self) -> tuple[str, ...]:
-    return stages.block_names((self.blocks_per_stage,) * 3)
-
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False,
-               controls: BlockControls | None = None) -> jax.Array:
-    stages.check_images(images)
-    x = layers.conv3x3(self.widths[0], name="stem_conv")(images)
-    x = layers.batch_norm(train, "stem_bn")(x)
-    self.sow("intermediates", "response", x)
-    x = nn.relu(x)
-    x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
-    kwargs = {} if self.block_cls is blocks.PlainBlock else {"shortcut": self.shortcut}
-    x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
-                          stage_sizes=(self.blocks_per_stage,) * 3, widths=self.widths,
-                          strides=(1, 2, 2), block_kwargs=kwargs, first_block_kwargs={},
-                          scan_unroll=self.scan_unroll)
-    return _head(x, self.num_classes)
+def check_widths(widths: Sequence[int], num_stages: int) -> tuple[int, ...]:
+  """One positive integer width per stage."""
+  widths = tuple(widths)
+  if len(widths) != num_stages or not all(
+      isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+    raise ValueError(f"widths must be {num_stages} integers >= 1 (one per stage), got {widths}")
+  return widths
 
 
-class PreActCifarResNet(nn.Module):
-  """He et al. 2016 full pre-activation CIFAR nets, with the paper's special first and last units:
-  the first unit activates right after the stem conv, before splitting into two paths; the last
-  unit is followed by an extra BN-ReLU before pooling.
-
-  `block_cls` is `blocks.PreActBlock` (basic, 6n+2 layers) or `blocks.PreActBottleneck` (9n+2
-  layers, stage outputs 64/128/256).
-  """
-  blocks_per_stage: int
-  block_cls: stages.ModuleDef = blocks.PreActBlock
-  num_classes: int = 10
-  shortcut: str = "A"
-  widths: Sequence[int] = CIFAR_WIDTHS
-  scan_unroll: int | None = None  # scanned blocks unrolled per loop step; None: stages' default
-
-  @property
-  def stage_sizes(self) -> tuple[int, ...]:
-    return (self.blocks_per_stage,) * 3
-
-  @property
-  def is_residual(self) -> bool:
-    return self.block_cls is not blocks.PlainBlock
-
-  @property
-  def num_blocks(self) -> int:
-    return 3 * self.blocks_per_stage
-
-  def block_names(self) -> tuple[str, ...]:
-    return stages.block_names((self.blocks_per_stage,) * 3)
-
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False,
-               controls: BlockControls | None = None) -> jax.Array:
-    stages.check_images(images)
-    x = layers.conv3x3(self.widths[0], name="stem_conv")(images)
-    x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
-    x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
-                          stage_sizes=(self.blocks_per_stage,) * 3, widths=self.widths,
-                          strides=(1, 2, 2), block_kwargs={"shortcut": self.shortcut},
-                          first_block_kwargs={"first": True}, scan_unroll=self.scan_unroll)
-    x = nn.relu(layers.batch_norm(train, "final_bn")(x))
-    return _head(x, self.num_classes)
+def _cifar(depth, layers_per_block, block, widths, num_classes, scan_unroll,
+           **parts) -> ResNet:
+  n = blocks_per_stage(depth, layers_per_block)
+  return ResNet(stage_sizes=(n,) * 3, block=block, widths=check_widths(widths, 3),
+                num_classes=num_classes, scan_unroll=scan_unroll, **parts)
 
 
-class ImageNetResNet(nn.Module):
-  """He et al. 2015 Table 1: 7x7/2 conv stem (64), 3x3/2 max-pool, 4 stages at widths
-  64/128/256/512 (x4 outputs for bottlenecks), stride 2 at the entries of stages 2-4."""
-  stage_sizes: Sequence[int]
-  block_cls: stages.ModuleDef = blocks.BasicBlock
-  num_classes: int = 1000
-  shortcut: str = "B"
-  stride_in_3x3: bool = False
-  widths: Sequence[int] = IMAGENET_WIDTHS
-  scan_unroll: int | None = None
+def plain(depth: int, *, num_classes: int = 10, widths: Sequence[int] = CIFAR_WIDTHS,
+          scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2015 §4.2 plain net: a ResNet without shortcuts, the same parameters."""
+  return _cifar(depth, 2, bind(blocks.PlainBlock), widths, num_classes, scan_unroll)
 
-  @property
-  def is_residual(self) -> bool:
-    return self.block_cls is not blocks.PlainBlock
 
-  @property
-  def num_blocks(self) -> int:
-    return sum(self.stage_sizes)
+def resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
+           widths: Sequence[int] = CIFAR_WIDTHS, scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2015 §4.2 CIFAR ResNet: 3x3 stem (16), 3 stages of n basic blocks, 6n+2 layers."""
+  layers.check_shortcut(shortcut)
+  return _cifar(depth, 2, bind(blocks.BasicBlock, shortcut=shortcut), widths, num_classes,
+                scan_unroll)
 
-  def block_names(self) -> tuple[str, ...]:
-    return stages.block_names(self.stage_sizes)
 
-  @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False,
-               controls: BlockControls | None = None) -> jax.Array:
-    stages.check_images(images)
-    x = nn.Conv(self.widths[0], (7, 7), strides=2, padding=3, use_bias=False,
-                kernel_init=layers.he_normal, name="stem_conv")(images)
-    x = layers.batch_norm(train, "stem_bn")(x)
-    x = nn.relu(x)
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
-    if self.block_cls is blocks.PlainBlock:
-      kwargs = {}
-    elif self.block_cls is blocks.Bottleneck:
-      kwargs = {"shortcut": self.shortcut, "stride_in_3x3": self.stride_in_3x3}
-    else:
-      kwargs = {"shortcut": self.shortcut}
-    x = stages.run_stages(x, controls, train, block_cls=self.block_cls,
-                          stage_sizes=self.stage_sizes, widths=self.widths, strides=(1, 2, 2, 2),
-                          block_kwargs=kwargs, first_block_kwargs={},
-                          scan_unroll=self.scan_unroll)
-    return _head(x, self.num_classes)
+def preact_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
+                  widths: Sequence[int] = CIFAR_WIDTHS, scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2016 full pre-activation basic units, with the paper's special first and last
+  units: the first activates right after the stem conv, before splitting into two paths; the last
+  is followed by an extra BN-ReLU before pooling."""
+  layers.check_shortcut(shortcut)
+  return _cifar(depth, 2, bind(blocks.PreActBlock, shortcut=shortcut), widths, num_classes,
+                scan_unroll, stem=network.conv_stem, head=network.preact_head,
+                first_block=bind(blocks.PreActBlock, shortcut=shortcut, first=True))
+
+
+def preact_bottleneck(depth: int, *, num_classes: int = 10, shortcut: str = "B",
+                      widths: Sequence[int] = CIFAR_WIDTHS,
+                      scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2016 pre-activation bottleneck nets, 9n+2 layers, stage outputs 64/128/256."""
+  layers.check_shortcut(shortcut)
+  return _cifar(depth, 3, bind(blocks.PreActBottleneck, shortcut=shortcut), widths, num_classes,
+                scan_unroll, stem=network.conv_stem, head=network.preact_head,
+                first_block=bind(blocks.PreActBottleneck, shortcut=shortcut, first=True))
+
+
+def _imagenet_stages(depth: int, allowed: Sequence[int]):
+  if depth not in allowed:
+    raise UnknownDepthError(f"this family exists for depths {tuple(allowed)}, got {depth}")
+  return IMAGENET_STAGES[depth]
+
+
+def resnet_imagenet(depth: int, *, num_classes: int = 1000, shortcut: str = "B",
+                    stride_in_3x3: bool = False, widths: Sequence[int] = IMAGENET_WIDTHS,
+                    scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2015 Table 1, option B. Bottleneck nets (50+) stride the first 1x1 conv as the
+  paper (v1); `stride_in_3x3=True` gives the v1.5 placement of most libraries."""
+  block_cls, sizes = _imagenet_stages(depth, tuple(IMAGENET_STAGES))
+  layers.check_shortcut(shortcut)
+  if block_cls is blocks.Bottleneck:
+    block = bind(block_cls, shortcut=shortcut, stride_in_3x3=stride_in_3x3)
+  elif stride_in_3x3:
+    raise ValueError(f"stride_in_3x3 applies to the bottleneck nets (50, 101, 152), not {depth}")
+  else:
+    block = bind(block_cls, shortcut=shortcut)
+  return ResNet(stage_sizes=sizes, block=block, widths=check_widths(widths, 4),
+                stem=network.imagenet_stem, num_classes=num_classes, scan_unroll=scan_unroll)
+
+
+def plain_imagenet(depth: int, *, num_classes: int = 1000,
+                   widths: Sequence[int] = IMAGENET_WIDTHS,
+                   scan_unroll: int | None = None) -> ResNet:
+  """He et al. 2015 Table 2's plain-18/34: the ResNets' layers without shortcuts."""
+  _, sizes = _imagenet_stages(depth, PLAIN_IMAGENET_DEPTHS)
+  return ResNet(stage_sizes=sizes, block=bind(blocks.PlainBlock),
+                widths=check_widths(widths, 4), stem=network.imagenet_stem,
+                num_classes=num_classes, scan_unroll=scan_unroll)
+
+
+_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+FAMILIES = (
+    # He et al. 2016 call the *bottleneck* nets of 164 and 1001 layers "ResNet-164/1001"; 164 is
+    # also 6n+2, so these two names come before the basic pre-activation family.
+    Family("preact_resnet164", functools.partial(preact_bottleneck, 164),
+           ("preact_resnet164",),
+           "preact_resnet164, preact_resnet1001 (He et al. 2016's bottleneck nets)"),
+    Family("preact_resnet1001", functools.partial(preact_bottleneck, 1001),
+           ("preact_resnet1001",), ""),
+    Family("plain{depth}", plain, tuple(f"plain{d}" for d in (8,) + _CIFAR_DEPTHS),
+           "plain{6n+2} and resnet{6n+2} (n >= 1: 8, 14, 20, ..., 56, 110, 1202)"),
+    Family("resnet{depth}", resnet, tuple(f"resnet{d}" for d in (8,) + _CIFAR_DEPTHS), ""),
+    Family("preact_resnet{depth}", preact_resnet,
+           ("preact_resnet20", "preact_resnet56", "preact_resnet110"), "preact_resnet{6n+2}"),
+    Family("preact_bottleneck{depth}", preact_bottleneck,
+           ("preact_bottleneck164", "preact_bottleneck1001"),
+           "preact_bottleneck{9n+2} (11, 20, ..., 164, 1001)"),
+    Family("resnet{depth}_imagenet", resnet_imagenet,
+           tuple(f"resnet{d}_imagenet" for d in IMAGENET_STAGES),
+           "resnet{18,34,50,101,152}_imagenet"),
+    Family("plain{depth}_imagenet", plain_imagenet,
+           tuple(f"plain{d}_imagenet" for d in PLAIN_IMAGENET_DEPTHS), "plain{18,34}_imagenet"),
+)

@@ -14,8 +14,7 @@ ResNet-20 train step at batch 64 on 16x16 images: 1.25 s as a loop, 0.12 s unrol
 a 2-core CPU), while the unrolled ResNet-110 train step (17 blocks per stage) still compiles in
 about 20 s. The parameter layout is the same either way.
 """
-import functools
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -97,22 +96,3 @@ def enter_blocks(module: nn.Module, x: jax.Array, controls: BlockControls | None
     # break `apply` at any other batch size. Analyses pass it in explicitly.
     return x, controls
   return module.perturb("block_input", x), controls
-
-
-def run_stages(x: jax.Array, controls: BlockControls, train: bool, *, block_cls: ModuleDef,
-               stage_sizes: Sequence[int], widths: Sequence[int], strides: Sequence[int],
-               block_kwargs: dict[str, Any], first_block_kwargs: dict[str, Any],
-               scan_unroll: int | None = None) -> jax.Array:
-  """Runs the stages in order; the controls are split among them by block count.
-
-  Must be called from inside a compact method (the stages become its submodules).
-  """
-  offset = 0
-  for s, (n, width, stride) in enumerate(zip(stage_sizes, widths, strides)):
-    extra = first_block_kwargs if s == 0 else {}
-    first = functools.partial(block_cls, features=width, strides=stride, **block_kwargs, **extra)
-    rest = functools.partial(block_cls, features=width, strides=1, **block_kwargs)
-    x = Stage(first, rest, n, scan_unroll, name=f"stage{s + 1}")(
-        x, controls.slice(offset, offset + n), train)
-    offset += n
-  return x

@@ -64,20 +64,12 @@ def permute_stage_blocks(variables: Mapping[str, Any], stage: int, perm: jax.Arr
   return new
 
 
-def stage_block_counts(model) -> tuple[int, ...]:
-  """Blocks per stage, from the model's block names."""
-  counts: dict[str, int] = {}
-  for name in model.block_names():
-    stage = name.split("_")[0]
-    counts[stage] = counts.get(stage, 0) + 1
-  return tuple(counts.values())
-
-
 def downsampling_blocks(model) -> tuple[int, ...]:
   """Indices (from 0, in `model.block_names()` order) of the blocks that halve the resolution.
 
-  Every network of this package strides by 2 at the entry of each stage after the first, so these
+  Every network of this package strides by 2 at the entry of each stage after the first
+  (`network.ResNet`), so these
   are the first blocks of stages 2, 3, ...: the blocks whose deletion Veit et al. 2016 found to
   hurt (their shortcut is not an identity).
   """
-  return tuple(itertools.accumulate(stage_block_counts(model)[:-1]))
+  return tuple(itertools.accumulate(model.stage_sizes[:-1]))

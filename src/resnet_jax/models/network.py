@@ -1,0 +1,126 @@
+"""One network abstraction for every residual family: stem, stages of blocks, head.
+
+A family module (e.g. `resnet.py`) builds a `ResNet` by choosing its parts: the block (a block
+class with its options bound by `bind`), the stage sizes and widths, a stem and a head. The
+network then asks nothing about its block: the block class owns its shortcut and options and
+declares whether it joins a shortcut (`residual`), so `is_residual`, `num_blocks`, `stage_sizes`
+and `block_names()` describe any model the same way, for the analyses and the training code.
+
+Stems and heads are functions `part(net, x, train)` called inside the network's compact
+`__call__`: their submodules (`stem_conv`, `stem_bn`, `final_bn`, `head`) then sit directly in
+the network's parameters, as in the papers' layer naming.
+"""
+import functools
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resnet_jax.models import layers, stages
+from resnet_jax.models.layers import BlockControls
+
+ModuleDef = stages.ModuleDef
+Part = Callable[[nn.Module, jax.Array, bool], jax.Array]
+
+
+@functools.cache
+def bind(block_cls: type[nn.Module], **options) -> ModuleDef:
+  """`functools.partial(block_cls, **options)`, one object per distinct call.
+
+  Cached so that two models built with the same options hold the same partial: models then
+  compare equal and hash alike, which jitted analyses need (the model is a static argument).
+  """
+  return functools.partial(block_cls, **options)
+
+
+def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
+  """He et al. 2015 §4.2: 3x3 conv - BN - ReLU. The BN output is the stem's response (Fig. 7)."""
+  x = layers.conv3x3(net.widths[0], name="stem_conv")(images)
+  x = layers.batch_norm(train, "stem_bn")(x)
+  net.sow("intermediates", "response", x)
+  return nn.relu(x)
+
+
+def conv_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
+  """He et al. 2016: a bare 3x3 conv; the first unit applies the first BN-ReLU."""
+  del train
+  return layers.conv3x3(net.widths[0], name="stem_conv")(images)
+
+
+def imagenet_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
+  """He et al. 2015 Table 1: 7x7/2 conv - BN - ReLU - 3x3/2 max-pool."""
+  x = nn.Conv(net.widths[0], (7, 7), strides=2, padding=3, use_bias=False,
+              kernel_init=layers.he_normal, name="stem_conv")(images)
+  x = nn.relu(layers.batch_norm(train, "stem_bn")(x))
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def pooled_head(net: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+  """Global average pool and a dense layer to the logits."""
+  del train
+  return nn.Dense(net.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
+
+
+def preact_head(net: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+  """He et al. 2016: "an extra activation right after [the last unit's] addition", then pool."""
+  x = nn.relu(layers.batch_norm(train, "final_bn")(x))
+  return pooled_head(net, x, train)
+
+
+class ResNet(nn.Module):
+  """stem -> stages of blocks -> head; called as `apply(variables, images, train, controls)`.
+
+  Stage s (from 1) holds `stage_sizes[s-1]` blocks of width `widths[s-1]`; the first block of
+  every stage after the first strides by 2 (every family here halves the resolution there).
+
+  Attributes:
+    stage_sizes: blocks per stage.
+    block: the block, `bind(BlockClass, **options)`; called as
+      `block(features=, strides=, name=)(x, ctrl, train)`.
+    widths: per-stage block width (a bottleneck's output is a multiple of it).
+    stem, head: `part(net, x, train)` functions (`cifar_stem`, `pooled_head`, ...).
+    first_block: the network's first block where it differs from `block` (He et al. 2016's
+      first unit), else None.
+    num_classes: logits per image.
+    scan_unroll: scanned blocks unrolled per loop step; None: `stages.default_unroll`.
+
+  `apply` takes images [N, H, W, C] float and returns logits [N, num_classes]
+  ([K*N, num_classes] when `controls.path_stack` = K).
+  """
+  stage_sizes: Sequence[int]
+  block: ModuleDef
+  widths: Sequence[int]
+  stem: Part = cifar_stem
+  head: Part = pooled_head
+  first_block: ModuleDef | None = None
+  num_classes: int = 10
+  scan_unroll: int | None = None
+
+  @property
+  def num_blocks(self) -> int:
+    return sum(self.stage_sizes)
+
+  @property
+  def is_residual(self) -> bool:
+    """Whether the blocks add a shortcut (paths exist), as the block class declares."""
+    return getattr(self.block, "func", self.block).residual
+
+  def block_names(self) -> tuple[str, ...]:
+    return stages.block_names(self.stage_sizes)
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False,
+               controls: BlockControls | None = None) -> jax.Array:
+    stages.check_images(images)
+    x = self.stem(self, images, train)
+    x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
+    offset = 0
+    for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
+      first = self.first_block if s == 0 and self.first_block is not None else self.block
+      stage = stages.Stage(functools.partial(first, features=width, strides=1 if s == 0 else 2),
+                           functools.partial(self.block, features=width, strides=1), n,
+                           self.scan_unroll, name=f"stage{s + 1}")
+      x = stage(x, controls.slice(offset, offset + n), train)
+      offset += n
+    return self.head(self, x, train)

@@ -1,0 +1,47 @@
+"""Model names -> models: `get_model(name)` and `list_models()`.
+
+A family module exports `FAMILIES` (see `family.Family`); the tuple below lists every family
+module's, in the order names are matched (a fixed name before a template that would also match
+it). Adding a family is one module and one entry here.
+"""
+from typing import Any
+
+import flax.linen as nn
+
+from resnet_jax.models import resnet
+from resnet_jax.models.family import UnknownDepthError
+
+FAMILIES = (*resnet.FAMILIES,)
+
+
+def list_models() -> list[str]:
+  """The named presets of the papers (every other depth of a family is accepted too)."""
+  return [name for family in FAMILIES for name in family.presets]
+
+
+def _names_help() -> str:
+  return ", ".join(family.help for family in FAMILIES if family.help)
+
+
+def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Module:
+  """Returns the Flax module called `name`, with `num_classes` logits and the family's options.
+
+  Raises:
+    ValueError: unknown name or depth, num_classes < 1, an override the family does not take, or
+      a bad option value; the message names the valid choices.
+  """
+  if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+  for family in FAMILIES:
+    numbers = family.match(name)
+    if numbers is None:
+      continue
+    options = family.options()
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+      raise ValueError(f"{name} takes no override {unknown}; it takes {list(options)}")
+    try:
+      return family.build(*numbers, num_classes=num_classes, **overrides)
+    except UnknownDepthError as err:
+      raise ValueError(f"unknown model {name!r}: {err}; valid names: {_names_help()}") from None
+  raise ValueError(f"unknown model {name!r}; valid names: {_names_help()}")

@@ -1,0 +1,121 @@
+"""What an experiment reports: summary.json (per model, statistics over seeds), report.md with its
+tables, and the comparison figures."""
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from resnet_jax import metrics_io, plots
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+  a = np.asarray([v for v in values if v is not None], np.float64)
+  if not a.size:
+    return {"median": None, "mean": None, "std": None, "n": 0}
+  return {"median": float(np.median(a)), "mean": float(a.mean()), "std": float(a.std()),
+          "n": int(a.size)}
+
+
+def lesion_slope(lesion_k: dict[str, Any]) -> float:
+  """Least-squares slope of mean error vs number of deleted blocks (error per deleted block)."""
+  return float(np.polyfit(np.asarray(lesion_k["ks"], float), np.asarray(lesion_k["mean"]), 1)[0])
+
+
+def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+  res = [r["results"] for r in per_seed]
+  entry = {
+      "num_params": res[0]["num_params"],
+      "train_error": _stats([r["train_error"] for r in res]),
+      "final_test_error": _stats([r["test_error"] for r in res]),
+      "test_error_at_best_val": _stats([r["test_error_at_best_val"] for r in res]),
+      "best_val_error": _stats([r["best_val_error"] for r in res]),
+      "wall_time_s": float(sum(r["wall_time_s"] for r in res)),
+  }
+  first = per_seed[0].get("analysis", {})
+  if "lesion_k" in first:
+    entry["lesion_slope"] = _stats([lesion_slope(r["analysis"]["lesion_k"]) for r in per_seed])
+  for kind in ("sampled", "exact"):
+    if f"effective_paths_{kind}" in first:
+      entry[f"effective_paths_{kind}"] = [r["analysis"][f"effective_paths_{kind}"]
+                                          for r in per_seed]
+  return entry
+
+
+def summarize(config: ml_collections.ConfigDict, runs: dict[tuple[int, str], dict[str, Any]],
+              seeds: int) -> dict[str, Any]:
+  """summary.json: per model, the median and mean ± std over seeds of each result.
+
+  Args:
+    runs: (seed, model) -> {"results": results.json, "history": metrics, "analysis": optional}.
+  """
+  models = {m: _model_summary([runs[(s, m)] for s in range(seeds)]) for m in config.models}
+  return {"name": config.name, "title": config.title, "seeds": seeds,
+          "dataset": config.train.dataset, "num_steps": config.train.num_steps, "models": models,
+          "device_kind": runs[(0, config.models[0])]["results"]["device_kind"]}
+
+
+def _pct(stats: dict[str, float]) -> str:
+  if stats["median"] is None:
+    return "n/a"
+  if stats["n"] == 1:
+    return f"{100 * stats['median']:.2f}"
+  return (f"{100 * stats['median']:.2f} ({100 * stats['mean']:.2f} ± "
+          f"{100 * stats['std']:.2f})")
+
+
+def _ranges(entry: dict[str, Any], key: str) -> str:
+  return ", ".join(f"{lo}–{hi}" for lo, hi in entry.get(key, [])) or "n/a"
+
+
+def _analysis_table(summary: dict[str, Any]) -> list[str]:
+  extra = [(m, e) for m, e in summary["models"].items()
+           if "lesion_slope" in e or "effective_paths_sampled" in e]
+  if not extra:
+    return []
+  lines = ["", "| model | lesion slope (error %/deleted block) | effective paths, Veit's "
+           "sampled T(k) | effective paths, exact ‖G(k)‖ |", "|---|---|---|---|"]
+  for model, e in extra:
+    slope = e.get("lesion_slope")
+    slope_text = f"{100 * slope['median']:.2f}" if slope else "n/a"
+    lines.append(f"| {model} | {slope_text} | {_ranges(e, 'effective_paths_sampled')} | "
+                 f"{_ranges(e, 'effective_paths_exact')} |")
+  return lines + ["", "Effective paths: the shortest range of path lengths (in blocks) holding "
+                  "90% of the total gradient magnitude (Veit et al. 2016, Fig. 6c)."]
+
+
+def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> None:
+  """report.md: the results table, the analysis table, and the figures (PNG paths)."""
+  seeds = summary["seeds"]
+  how = "median (mean ± std) over %d seeds" % seeds if seeds > 1 else "one seed"
+  lines = [f"# {summary['title']}", "",
+           f"Data set `{summary['dataset']}`, {summary['num_steps']} steps, {how}, device "
+           f"{summary['device_kind']}. Errors in %. Train error: the mean over the last logged "
+           "training batches (augmented, BN in training mode). Test error (best val): at the "
+           "evaluation step of lowest validation error; final: at the last step.", "",
+           "| model | params | train error | test error (best val) | final test error |",
+           "|---|---|---|---|---|"]
+  for model, e in summary["models"].items():
+    lines.append(f"| {model} | {e['num_params']:,} | {_pct(e['train_error'])} | "
+                 f"{_pct(e['test_error_at_best_val'])} | {_pct(e['final_test_error'])} |")
+  lines += _analysis_table(summary)
+  names = [os.path.basename(f) for f in figures]
+  lines += [""] + [f"![{os.path.splitext(f)[0]}](figures/{f})" for f in names]
+  with open(os.path.join(workdir, REPORT_FILE), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def report(config: ml_collections.ConfigDict, runs: dict[tuple[int, str], dict[str, Any]],
+           seeds: int, workdir: str) -> dict[str, Any]:
+  """Writes summary.json, the figures across the models of seed 0, and report.md."""
+  summary = summarize(config, runs, seeds)
+  metrics_io.write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+  seed0 = {m: runs[(0, m)] for m in config.models}
+  figures = plots.plot_runs({m: r["history"] for m, r in seed0.items()},
+                            {m: r["analysis"] for m, r in seed0.items() if "analysis" in r},
+                            os.path.join(workdir, "figures"))
+  write_report(summary, figures, workdir)
+  return summary

@@ -1,0 +1,191 @@
+"""The training loop: `train_and_evaluate(config, workdir)`; `python -m resnet_jax.train` runs it.
+
+  python -m resnet_jax.train --config=experiments/configs/digits.py --workdir=runs/digits
+
+Rerunning the same command resumes from the latest checkpoint in the workdir; the data order and
+augmentation depend only on (seed, step), so a killed and resumed run ends with exactly the
+parameters of an uninterrupted one.
+"""
+import dataclasses
+import functools
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from resnet_jax import checkpoint, configs, data, metrics_io, optim, parallel, runs, steps
+from resnet_jax.train_state import TrainState, create_train_state, num_params
+
+ConfigMismatchError = runs.ConfigMismatchError
+
+
+class NonFiniteError(RuntimeError):
+  """The loss or the gradient norm stopped being finite; nothing after the last checkpoint is
+  saved."""
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with: the compiled steps, the device-resident data and the writers."""
+  config: ml_collections.ConfigDict
+  dataset: data.Dataset
+  mesh: Any
+  train_step: Callable
+  eval_step: Callable
+  train_data: dict[str, jax.Array]
+  keys: tuple[jax.Array, jax.Array]
+  mngr: Any
+  writer: metrics_io.MetricWriter
+  history: list[dict[str, Any]]
+
+
+def _setup(config, workdir: str, devices) -> tuple[_Run, TrainState]:
+  """Loads the data, builds and compiles the steps, and restores the latest checkpoint."""
+  dataset = runs.load_data(config)
+  model = runs.build_model(config, dataset.num_classes)
+  tx = optim.make_optimizer(config)
+  mesh = parallel.make_mesh(devices)
+  repl = parallel.replicated(mesh)
+  init_rng, data_rng, aug_rng = jax.random.split(jax.random.key(config.seed), 3)
+  init = functools.partial(create_train_state, model, tx, image_shape=dataset.image_shape)
+  state = jax.jit(init, out_shardings=repl)(init_rng)
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  restored = checkpoint.restore_latest(mngr, state)
+  state = state if restored is None else restored
+  warmup = optim.error_warmup(config)
+  step_fn = functools.partial(
+      steps.train_step, model=model, tx=tx, learning_rate_fn=optim.learning_rate_schedule(config),
+      batch_size=config.batch_size, augment_pad=config.augment_pad,
+      augment_flip=config.augment_flip, warmup_factor=warmup.factor,
+      warmup_error=warmup.until_error)
+  train_data = {"image": parallel.put_global(dataset.train_images, repl),
+                "label": parallel.put_global(dataset.train_labels, repl)}
+  writer = metrics_io.MetricWriter(workdir)
+  writer.truncate_after(int(jax.device_get(state.step)))
+  run = _Run(config=config, dataset=dataset, mesh=mesh,
+             train_step=parallel.compile_train_step(step_fn, mesh, batch_size=config.batch_size,
+                                                    per_device_bn=config.per_device_bn),
+             eval_step=parallel.compile_eval_step(
+                 functools.partial(steps.eval_step, model=model), mesh),
+             train_data=train_data, keys=jax.device_put((data_rng, aug_rng), repl), mngr=mngr,
+             writer=writer, history=metrics_io.read_metrics(workdir))
+  return run, state
+
+
+def _log(run: _Run, step: int, record: dict[str, float]) -> None:
+  run.writer.write(step, record)
+  run.history.append({"step": step, **record})
+
+
+def _evaluate(run: _Run, state: TrainState, step: int) -> None:
+  errors = {}
+  for split in ("val", "test"):
+    result = parallel.evaluate(run.eval_step, state, getattr(run.dataset, f"{split}_images"),
+                               getattr(run.dataset, f"{split}_labels"), run.mesh,
+                               run.config.eval_batch_size)
+    errors.update({f"{split}_error": result["error"], f"{split}_loss": result["loss"]})
+  _log(run, step, errors)
+  tqdm.tqdm.write(f"step {step}: val error {errors['val_error']:.4f}, "
+                  f"test error {errors['test_error']:.4f}")
+
+
+def _check_finite(window: list[dict[str, float]], step: int) -> None:
+  for i, m in enumerate(window):
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      raise NonFiniteError(
+          f"non-finite loss ({m['loss']}) or gradient norm ({m['grad_norm']}) at step "
+          f"{step - len(window) + i + 1}; stopped without saving anything after the last "
+          "checkpoint")
+
+
+def _at(step: int, num_steps: int, every: int) -> bool:
+  """Whether `step` is a boundary of a period `every` (the last step always is)."""
+  return step % every == 0 or step == num_steps
+
+
+def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
+  """Steps to num_steps, logging, evaluating and checkpointing at the config's boundaries."""
+  c = run.config
+  step = int(jax.device_get(state.step))
+  pending, window_start, window_step = [], time.time(), step
+  while step < c.num_steps:
+    state, metrics = run.train_step(state, run.train_data, *run.keys)
+    pending.append(metrics)
+    step += 1
+    at = functools.partial(_at, step, c.num_steps)
+    if not (at(c.log_every) or at(c.eval_every) or at(c.checkpoint_every)):
+      continue
+    window, pending = jax.device_get(pending), []
+    _check_finite(window, step)
+    mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+    now = time.time()
+    mean["images_per_s"] = (step - window_step) * c.batch_size / max(now - window_start, 1e-9)
+    window_start, window_step = now, step
+    _log(run, step, mean)
+    bar.update(step - bar.n)
+    bar.set_postfix(loss=f"{mean['loss']:.3f}", err=f"{mean['train_error']:.3f}",
+                    lr=f"{mean['lr']:.3g}", img_s=f"{mean['images_per_s']:.0f}")
+    if at(c.eval_every):
+      _evaluate(run, state, step)
+    if at(c.checkpoint_every):
+      checkpoint.save(run.mngr, state)
+  if not any(r["step"] == step and "test_error" in r for r in run.history):
+    _evaluate(run, state, step)
+  return state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       start_over: bool = False, devices: Sequence[jax.Device] | None = None,
+                       progress: bool = True) -> dict[str, Any]:
+  """Trains `config.model` on `config.dataset`, evaluating, logging and checkpointing in
+  `workdir` (see `resnet_jax.runs` for what it holds).
+
+  Returns:
+    The results also written to workdir/results.json. A run that finished before returns its
+    saved results without loading data or compiling.
+  """
+  start_time = time.time()
+  config = configs.resolve_warmup(config)
+  runs.prepare(config, workdir, start_over)
+  saved = runs.read_results(workdir)
+  if saved is not None and saved["steps"] >= config.num_steps:
+    return saved
+  run, state = _setup(config, workdir, devices)
+  start_step = int(jax.device_get(state.step))
+  bar = tqdm.tqdm(total=config.num_steps, initial=start_step, desc=config.model, unit="step",
+                  disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
+  try:
+    state = _train_loop(run, state, bar)
+  finally:
+    bar.close()
+    run.mngr.wait_until_finished()
+    run.writer.close()
+  results = run_results(run.history, state, config, time.time() - start_time, start_step)
+  if jax.process_index() == 0:
+    metrics_io.write_json(os.path.join(workdir, metrics_io.RESULTS_FILE), results)
+  return results
+
+
+def run_results(history: list[dict[str, Any]], state: TrainState,
+                config: ml_collections.ConfigDict, wall_time: float,
+                start_step: int) -> dict[str, Any]:
+  """A run's results; the "best" test error is taken at the step of lowest validation error."""
+  evals = [r for r in history if "test_error" in r]
+  with_val = [r for r in evals if np.isfinite(r.get("val_error", np.nan))]
+  best = min(with_val, key=lambda r: r["val_error"]) if with_val else None
+  return {
+      "model": config.model, "dataset": config.dataset, "steps": int(jax.device_get(state.step)),
+      "test_error": evals[-1]["test_error"] if evals else None,
+      "val_error": evals[-1].get("val_error") if evals else None,
+      "best_val_step": best["step"] if best else None,
+      "best_val_error": best["val_error"] if best else None,
+      "test_error_at_best_val": best["test_error"] if best else None,
+      "train_error": metrics_io.last(history, "train_error"),
+      "num_params": num_params(state.params),
+      "wall_time_s": wall_time, "resumed_from_step": start_step,
+      "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+  }
