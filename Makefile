@@ -12,7 +12,7 @@ SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
 EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
 
-.PHONY: install test test-all bench bench-compile bench-analysis clean demo all $(EXPERIMENTS)
+.PHONY: install test test-all lint bench bench-compile bench-analysis clean demo all $(EXPERIMENTS)
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff, and the import contracts of setup.cfg (the floors of the package; docs/architecture.md).
+lint: $(STAMP)
+	$(PY) -m ruff check src tests experiments benchmarks
+	$(VENV)/bin/lint-imports
 
 bench-compile: $(STAMP)
 	$(PY) benchmarks/compile_time.py
