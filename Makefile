@@ -12,9 +12,15 @@ SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
 EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
 
-.PHONY: install test test-all lint bench bench-compile bench-analysis clean demo all $(EXPERIMENTS)
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
+	$(EXPERIMENTS)
 
-install: $(STAMP)
+help: ## list the targets (this text)
+	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1]"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 18
+
+install: $(STAMP) ## create .venv and install the package with its test tools
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,52 +28,50 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) ## every test, the slow smoke runs of each experiment included
 	$(PY) -m pytest -q
 
-# ruff, and the import contracts of setup.cfg (the floors of the package; docs/architecture.md).
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, and the import contracts of the package's floors (setup.cfg)
 	$(PY) -m ruff check src tests experiments benchmarks
 	$(VENV)/bin/lint-imports
 
-bench-compile: $(STAMP)
+bench-compile: $(STAMP) ## train-step compile time, ResNet-110 vs ResNet-1202
 	$(PY) benchmarks/compile_time.py
 
-clean:
+clean: ## remove .venv and build files
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
 
-bench: $(STAMP)
+bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 	$(PY) benchmarks/throughput.py
 
-bench-analysis: $(STAMP)
+bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
 	$(PY) benchmarks/analysis_speed.py
 
-# The main job: plain and residual nets on the embedded digits data, every analysis, a report.
-demo: $(STAMP)
+demo: $(STAMP) ## the main job: plain vs residual nets on digits, every analysis, a report
 	$(PY) -m resnet_jax.experiment --config=experiments/demo.py --workdir=reports/demo
 
-degradation: $(STAMP)
+degradation: $(STAMP) ## plain vs ResNet at 20-110 layers (He 2015 Fig. 6)
 	$(EXPERIMENT) --config=experiments/degradation.py:$(DATASET) --workdir=$(WORKDIR)/degradation
 
-shortcuts: $(STAMP)
+shortcuts: $(STAMP) ## shortcut options A, B, C on ResNet-32
 	$(EXPERIMENT) --config=experiments/shortcuts.py:$(DATASET) --workdir=$(WORKDIR)/shortcuts
 
-responses: $(STAMP)
+responses: $(STAMP) ## layer response stds (He 2015 Fig. 7)
 	$(EXPERIMENT) --config=experiments/responses.py:$(DATASET) --workdir=$(WORKDIR)/responses
 
-depth-1202: $(STAMP)
+depth-1202: $(STAMP) ## ResNet-1202 vs ResNet-110
 	$(EXPERIMENT) --config=experiments/depth_1202.py:$(DATASET) --workdir=$(WORKDIR)/depth_1202
 
-preact: $(STAMP)
+preact: $(STAMP) ## original vs pre-activation units (He 2016)
 	$(EXPERIMENT) --config=experiments/preact.py:$(DATASET) --workdir=$(WORKDIR)/preact
 
-lesion: $(STAMP)
+lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 	$(EXPERIMENT) --config=experiments/lesion.py:$(DATASET) --workdir=$(WORKDIR)/lesion
 
-paths: $(STAMP)
+paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
 
-all: $(EXPERIMENTS)
+all: $(EXPERIMENTS) ## every experiment target above

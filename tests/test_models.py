@@ -286,6 +286,31 @@ def test_same_name_and_options_give_equal_models():
   assert get_model("resnet20", shortcut="B") != get_model("resnet20")
 
 
+def test_integer_images_are_refused():
+  # int32 pixels would run (convolutions promote them) on a scale the nets never trained on.
+  model = get_model("resnet8")
+  variables, _ = tiny_variables(model)
+  with pytest.raises(ValueError, match="floating point"):
+    model.apply(variables, jnp.zeros((2, 8, 8, 3), jnp.int32))
+
+
+def test_preact_bottleneck_can_stride_the_first_1x1_as_the_authors_code():
+  images = jnp.zeros((1, 8, 8, 3))
+
+  def stage2_block1(**options):
+    model = get_model("preact_bottleneck11", **options)
+    def run():
+      variables = model.init(jax.random.key(0), images)
+      return model.apply(variables, images, capture_intermediates=True,
+                         mutable=["intermediates"])[1]["intermediates"]["stage2"]["block1"]
+    return jax.eval_shape(run), count_params(model, images.shape)
+
+  (default, n_default), (authors, n_authors) = stage2_block1(), stage2_block1(stride_in_3x3=False)
+  assert default["conv1"]["__call__"][0].shape[1] == 8  # fb.resnet.torch: the 3x3 strides
+  assert authors["conv1"]["__call__"][0].shape[1] == 4  # resnet-pre-act.lua: the first 1x1
+  assert authors["__call__"][0].shape == default["__call__"][0].shape and n_default == n_authors
+
+
 def test_bad_image_rank_raises():
   model = get_model("resnet8")
   with pytest.raises(ValueError, match="rank 4"):

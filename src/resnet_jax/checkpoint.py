@@ -3,12 +3,24 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
 at any moment leaves only whole checkpoints behind.
 """
+import contextlib
+import gc
+import logging as std_logging
 import os
+import sys
+import threading
+from typing import Iterator
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from resnet_jax.errors import NoRunError
 from resnet_jax.train_state import TrainState
+
+# A checkpoint that does not restore is renamed with this suffix (kept for inspection, never
+# deleted): its step can then be saved again, and no later run tries it.
+UNREADABLE_SUFFIX = ".unreadable"
 
 
 def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -24,12 +36,53 @@ def save(mngr: ocp.CheckpointManager, state: TrainState) -> None:
 
 
 def restore_latest(mngr: ocp.CheckpointManager, like: TrainState) -> TrainState | None:
-  """The latest checkpoint restored onto the shardings of `like`, or None if there is none."""
-  step = mngr.latest_step()
-  if step is None:
-    return None
+  """The newest checkpoint that restores, onto the shardings of `like`; None if there is none.
+
+  A checkpoint that fails to restore (truncated or overwritten files) is renamed
+  `STEP.unreadable`, with a warning that says why, and the next older one is tried.
+  """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      with _quiet_failed_reads():
+        return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as err:  # noqa: BLE001 - any failure to read means: try an older one
+      # tensorstore appends a page of "full details": the first sentence says what went wrong.
+      reason = (str(err).strip().splitlines() or [""])[0].split(" See full")[0][:300]
+      _set_aside(mngr, step)
+      logging.warning("checkpoint %d of %s could not be restored (%s: %s); it is kept as %d%s "
+                      "and the run resumes from the previous checkpoint", step, mngr.directory,
+                      type(err).__name__, reason, step, UNREADABLE_SUFFIX)
+  return None
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads() -> Iterator[None]:
+  """Silences what a failed restore leaves behind: tensorstore's other reads of the same
+  checkpoint fail too, in coroutines and threads that print a traceback each when collected
+  (hundreds of lines for one truncated file). The failure itself is raised and reported."""
+  hooks = sys.unraisablehook, threading.excepthook
+  loggers = [std_logging.getLogger(name) for name in ("asyncio", "concurrent.futures")]
+  sys.unraisablehook = threading.excepthook = lambda *_: None
+  for logger in loggers:
+    logger.disabled = True
+  try:
+    yield
+  finally:
+    gc.collect()  # the failed reads' coroutines go now, while their tracebacks are silenced
+    sys.unraisablehook, threading.excepthook = hooks
+    for logger in loggers:
+      logger.disabled = False
+
+
+def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
+  if jax.process_index() == 0:
+    path = os.path.join(str(mngr.directory), str(step))
+    target, n = path + UNREADABLE_SUFFIX, 1
+    while os.path.exists(target):
+      target, n = f"{path}{UNREADABLE_SUFFIX}{n}", n + 1
+    os.rename(path, target)
+  mngr.reload()
 
 
 def restore_saved(mngr: ocp.CheckpointManager, step: int | None = None) -> dict:
@@ -37,5 +90,5 @@ def restore_saved(mngr: ocp.CheckpointManager, step: int | None = None) -> dict:
   for analyses and tests that only read it. Defaults to the latest step."""
   step = mngr.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    raise NoRunError(f"no checkpoint in {mngr.directory}: the run saved none yet")
   return mngr.restore(step, args=ocp.args.StandardRestore())

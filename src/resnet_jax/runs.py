@@ -1,37 +1,79 @@
 """A training run and its workdir: what the workdir holds, and how the run is rebuilt from it
 (one module for train, analyze and experiment).
 
-A workdir holds `config.json` (the run's training config, written before training), the orbax
-`checkpoints/`, `metrics.jsonl`, TensorBoard events and, once finished, `results.json`. Its
-config decides everything else: the model (`build_model`), the data (`load_data`), and whether a
-new command may resume the run (`prepare`).
+A workdir holds `config.json` (the run's training config), `data.json` (which data it trains on:
+sizes and a fingerprint of the arrays), the orbax `checkpoints/`, `metrics.jsonl`, TensorBoard
+events and, once finished, `results.json`. Its config decides everything else: the model
+(`build_model`), the data (`load_data`), and whether a new command may resume the run
+(`check_resumable`). One process at a time trains in a workdir (`lock`).
 """
+import contextlib
+import hashlib
 import json
 import os
 import shutil
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import filelock
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
-from resnet_jax import checkpoint, data, metrics_io
+from resnet_jax import checkpoint, configs, data, metrics_io
+from resnet_jax.errors import (
+  ConfigError,
+  ConfigMismatchError,
+  CorruptFileError,
+  NoRunError,
+  WorkdirLockedError,
+)
 from resnet_jax.models import get_model
 
-# Config fields that may change between a run and its resumption: they only steer the loop.
+# Config fields that may change between a run and its resumption: they only steer the loop...
 LOOP_FIELDS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
                "eval_batch_size")
+# ... or say where the data is, not what it is: data.json's fingerprint decides that.
+LOCATION_FIELDS = ("data_dir", "archive")
 # What `prepare(..., start_over=True)` deletes: everything a run wrote but its config.
 RUN_OUTPUTS = ("checkpoints", "tensorboard", metrics_io.METRICS_FILE, metrics_io.RESULTS_FILE)
-
-
-class ConfigMismatchError(ValueError):
-  """The workdir holds a run of another config."""
+DATA_FILE = "data.json"
+# Fields that must be integers of at least this value.
+_MINIMUM = {"batch_size": 1, "num_steps": 1, "log_every": 1, "eval_every": 1,
+            "checkpoint_every": 1, "keep_checkpoints": 1, "eval_batch_size": 1, "val_size": -1,
+            "limit": 0, "image_size": 0, "augment_pad": 0, "warmup_steps": 0}
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
   overrides = {"shortcut": config.shortcut} if config.shortcut else {}
   return get_model(config.model, num_classes=num_classes, **overrides)
+
+
+def check_config(config: ml_collections.ConfigDict,
+                 num_devices: int | None = None) -> ml_collections.ConfigDict:
+  """The config with its warm-up decided, or a ConfigError naming the field to fix. Checks what
+  can be checked without the data, so that a bad command fails before anything is written."""
+  for field, minimum in _MINIMUM.items():
+    value = config[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      raise ConfigError(f"--config.{field} must be an integer >= {minimum}, got {value!r}")
+  if config.dataset not in data.DATASETS:
+    raise ConfigError(f"--config.dataset={config.dataset!r} is not one of {data.DATASETS}")
+  if config.normalization not in data.NORMALIZATIONS:
+    raise ConfigError(f"--config.normalization must be one of {data.NORMALIZATIONS}, got "
+                      f"{config.normalization!r}")
+  if not config.learning_rate > 0 or not all(0 < f <= 1 for f in config.lr_boundaries):
+    raise ConfigError("--config.learning_rate must be > 0 and --config.lr_boundaries fractions "
+                      f"in (0, 1], got {config.learning_rate} and {config.lr_boundaries}")
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  if config.batch_size % num_devices:
+    raise ConfigError(f"--config.batch_size={config.batch_size} must be a multiple of the "
+                      f"{num_devices} devices")
+  try:
+    build_model(config, data.NUM_CLASSES[config.dataset])
+    return configs.resolve_warmup(config)
+  except ValueError as err:
+    raise ConfigError(str(err)) from None
 
 
 def load_data(config: ml_collections.ConfigDict,
@@ -44,47 +86,122 @@ def load_data(config: ml_collections.ConfigDict,
       image_size=config.image_size or None, limit=config.limit or None, splits=tuple(splits))
 
 
+def read_json(path: str, what: str) -> Any:
+  """A JSON file of the workdir, or a CorruptFileError that names it and says what to do."""
+  try:
+    return metrics_io.read_json(path)
+  except (ValueError, UnicodeDecodeError) as err:
+    raise CorruptFileError(
+        f"{path} ({what}) is not readable JSON ({type(err).__name__}: {err}); move or delete it "
+        "(or the whole workdir) and run again") from None
+
+
 def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
   # As config.json holds it (tuples become lists), so that the two compare field by field.
   return json.loads(json.dumps(config.to_dict()))
 
 
 def config_differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  """The fields (other than LOOP_FIELDS) in which `config` differs from a saved config.json."""
-  current = _as_json(config)
+  """The fields (but LOOP_FIELDS and LOCATION_FIELDS) in which `config` differs from `saved`."""
+  current, ignored = _as_json(config), LOOP_FIELDS + LOCATION_FIELDS
   return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
           for k in sorted(set(saved) | set(current))
-          if k not in LOOP_FIELDS and saved.get(k) != current.get(k)]
+          if k not in ignored and saved.get(k) != current.get(k)]
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, start_over: bool) -> None:
-  """Makes `workdir` ready for `config`'s run: refuses another config's run unless told to start
-  over (which deletes that run's outputs), then writes config.json."""
-  os.makedirs(workdir, exist_ok=True)
+def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses (ConfigMismatchError) a workdir that holds a run of another config. Reads only."""
   path = os.path.join(workdir, metrics_io.CONFIG_FILE)
-  if os.path.exists(path) and not start_over:
-    differ = config_differences(metrics_io.read_json(path), config)
-    if differ:
-      raise ConfigMismatchError(
-          f"{workdir} holds a run of another config ({', '.join(differ)}); use another "
-          "--workdir, or --start_over to delete that run")
+  if not os.path.exists(path):
+    return
+  saved = read_json(path, "the run's config")
+  if not isinstance(saved, dict):
+    raise CorruptFileError(f"{path} holds no config; move or delete it and run again")
+  differ = config_differences(saved, config)
+  if differ:
+    raise ConfigMismatchError(
+        f"{workdir} holds a run of another config ({', '.join(differ)}); use another "
+        "--workdir, or --start_over to delete that run")
+
+
+def data_summary(dataset: data.Dataset) -> dict[str, Any]:
+  """What data a run trains on: name, split sizes and a fingerprint of the arrays themselves."""
+  digest = hashlib.blake2b(digest_size=16)
+  for split in ("train", "val", "test"):
+    for kind in ("images", "labels"):
+      array = np.ascontiguousarray(getattr(dataset, f"{split}_{kind}"))
+      digest.update(str(array.shape).encode())
+      digest.update(array.tobytes())
+  return {"dataset": dataset.name, "train": len(dataset.train_labels),
+          "val": len(dataset.val_labels), "test": len(dataset.test_labels),
+          "fingerprint": digest.hexdigest()}
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset,
+            start_over: bool) -> None:
+  """Makes `workdir` ready for the run: deletes another run's outputs when starting over,
+  refuses data other than the run's (a move of the same files is fine), and writes config.json
+  and data.json where they differ from what is there. Call it holding the lock."""
+  os.makedirs(workdir, exist_ok=True)
   if start_over:
-    for name in RUN_OUTPUTS:
+    for name in RUN_OUTPUTS + (DATA_FILE,):
       target = os.path.join(workdir, name)
       if os.path.isdir(target):
         shutil.rmtree(target)
       elif os.path.exists(target):
         os.remove(target)
+  summary, path = data_summary(dataset), os.path.join(workdir, DATA_FILE)
+  saved = read_json(path, "the run's data") if os.path.exists(path) else None
+  if saved is not None and saved != summary:
+    raise ConfigMismatchError(
+        f"the data loaded for {workdir} ({summary}) differ from the data its run trained on "
+        f"({saved}); point --config.data_dir/--config.archive at the run's data, or use another "
+        "--workdir")
   if jax.process_index() == 0:
-    metrics_io.write_json(path, _as_json(config))
+    _write_if_changed(os.path.join(workdir, metrics_io.CONFIG_FILE), _as_json(config))
+    _write_if_changed(path, summary)
+
+
+def _write_if_changed(path: str, obj: Any) -> None:
+  if not os.path.exists(path) or metrics_io.read_json(path) != obj:
+    metrics_io.write_json(path, obj)
+
+
+@contextlib.contextmanager
+def lock(workdir: str) -> Iterator[None]:
+  """Holds the workdir for this process; WorkdirLockedError at once if another one holds it.
+
+  The kernel releases the lock when its holder dies, so a killed run's lock is simply taken
+  over. Each process of a multi-host run holds its own lock file.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  name = os.path.join(workdir, f".lock.process{jax.process_index()}")
+  held = filelock.FileLock(name + ".lock", timeout=0, is_singleton=False)
+  try:
+    held.acquire()
+  except filelock.Timeout:
+    try:
+      with open(name + ".pid") as f:
+        holder = f"process {f.read().strip()}"
+    except OSError:
+      holder = "another process"
+    raise WorkdirLockedError(f"{workdir} is in use by {holder} on this machine (lock "
+                             f"{name}.lock); wait for it to finish or use another --workdir"
+                             ) from None
+  try:
+    with open(name + ".pid", "w") as f:
+      f.write(str(os.getpid()))
+    yield
+  finally:
+    held.release()
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The training config saved in `workdir` (FileNotFoundError where there is no run)."""
+  """The training config saved in `workdir` (NoRunError where there is no run)."""
   path = os.path.join(workdir, metrics_io.CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir} holds no run ({metrics_io.CONFIG_FILE} is missing)")
-  config = ml_collections.ConfigDict(metrics_io.read_json(path))
+    raise NoRunError(f"{workdir} holds no run ({metrics_io.CONFIG_FILE} is missing)")
+  config = ml_collections.ConfigDict(read_json(path, "the run's config"))
   config.lr_boundaries = tuple(config.lr_boundaries)
   return config
 
@@ -92,7 +209,13 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 def read_results(workdir: str) -> dict[str, Any] | None:
   """A finished run's results.json, or None."""
   path = os.path.join(workdir, metrics_io.RESULTS_FILE)
-  return metrics_io.read_json(path) if os.path.exists(path) else None
+  if not os.path.exists(path):
+    return None
+  results = read_json(path, "the run's results")
+  if not isinstance(results, dict) or not isinstance(results.get("steps"), int):
+    raise CorruptFileError(f"{path} holds no run results (no 'steps'); move or delete it and run "
+                           "again")
+  return results
 
 
 def load_run(workdir: str, splits: Sequence[str] = ("test",)):
@@ -103,6 +226,6 @@ def load_run(workdir: str, splits: Sequence[str] = ("test",)):
   config = read_config(workdir)
   dataset = load_data(config, splits)
   model = build_model(config, dataset.num_classes)
-  restored = checkpoint.restore_saved(checkpoint.manager(workdir))  # FileNotFoundError if none
+  restored = checkpoint.restore_saved(checkpoint.manager(workdir))
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   return config, dataset, model, variables

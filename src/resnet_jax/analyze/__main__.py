@@ -1,7 +1,7 @@
 """`python -m resnet_jax.analyze --workdir=DIR [--analysis=...]`: analyse a trained run."""
 import os
 
-from absl import app, flags
+from absl import flags
 
 from resnet_jax import analyze, cli, configs
 
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

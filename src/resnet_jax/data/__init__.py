@@ -5,11 +5,13 @@ from resnet_jax.data.dataset import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_VAL_SIZE,
     NORMALIZATIONS,
+    NUM_CLASSES,
     SPLITS,
     Dataset,
     load_dataset,
 )
-from resnet_jax.data.errors import DataUnavailableError
+from resnet_jax.data.errors import CorruptDataError, DataUnavailableError
 
-__all__ = ["DATASETS", "DEFAULT_IMAGE_SIZE", "DEFAULT_VAL_SIZE", "NORMALIZATIONS", "SPLITS",
-           "DataUnavailableError", "Dataset", "load_dataset", "read_cifar_archive"]
+__all__ = ["CorruptDataError", "DATASETS", "DEFAULT_IMAGE_SIZE", "DEFAULT_VAL_SIZE",
+           "NORMALIZATIONS", "NUM_CLASSES", "SPLITS", "DataUnavailableError", "Dataset",
+           "load_dataset", "read_cifar_archive"]

@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from resnet_jax.data.errors import CorruptDataError
+
 
 @dataclasses.dataclass(frozen=True)
 class CifarArchive:
@@ -85,20 +87,21 @@ def _parse_batch(archive_path: str, member: str, blob: bytes,
     # encoding="bytes" because the official pickles come from Python 2, whose str keys are bytes.
     batch = _ArrayUnpickler(io.BytesIO(blob), encoding="bytes").load()
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-    raise ValueError(f"{where}: not a valid CIFAR batch pickle ({err})") from err
+    raise CorruptDataError(f"{where}: not a valid CIFAR batch pickle ({err})") from err
   if not isinstance(batch, dict) or b"data" not in batch or spec.label_key not in batch:
     keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-    raise ValueError(f"{where}: expected a dict with b'data' and {spec.label_key!r}, got {keys}")
+    raise CorruptDataError(
+        f"{where}: expected a dict with b'data' and {spec.label_key!r}, got {keys}")
   data = np.asarray(batch[b"data"])
   labels = np.asarray(batch[spec.label_key])
   if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _IMAGE_BYTES:
-    raise ValueError(f"{where}: b'data' is {data.dtype}{list(data.shape)}, "
+    raise CorruptDataError(f"{where}: b'data' is {data.dtype}{list(data.shape)}, "
                      f"expected uint8[n, {_IMAGE_BYTES}]")
   if labels.shape != (data.shape[0],):
-    raise ValueError(f"{where}: {labels.shape[0] if labels.ndim else 'no'} labels for "
+    raise CorruptDataError(f"{where}: {labels.shape[0] if labels.ndim else 'no'} labels for "
                      f"{data.shape[0]} images")
   if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
-    raise ValueError(f"{where}: labels outside [0, {spec.num_classes})")
+    raise CorruptDataError(f"{where}: labels outside [0, {spec.num_classes})")
   # Each row is the red plane, then green, then blue, each 32x32 row-major: [n, C, H, W] -> NHWC.
   images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
   return np.ascontiguousarray(images), labels.astype(np.int32)
@@ -127,8 +130,9 @@ def read_cifar_archive(path: str, name: str, *, expected_md5: str | None = None
   expected_md5 = spec.md5 if expected_md5 is None else expected_md5
   actual_md5 = file_md5(path)
   if actual_md5 != expected_md5:
-    raise ValueError(f"{path} is truncated or corrupt: md5 {actual_md5}, expected {expected_md5} "
-                     f"(the official {spec.filename}); download it again")
+    raise CorruptDataError(
+        f"{path} is truncated or corrupt: md5 {actual_md5}, expected {expected_md5} "
+        f"(the official {spec.filename}); download it again")
 
   wanted = {f"{spec.directory}/{m}" for m in spec.train_members + spec.test_members}
   blobs = {}
@@ -139,10 +143,11 @@ def read_cifar_archive(path: str, name: str, *, expected_md5: str | None = None
         if member.name in wanted and member.isfile():
           blobs[member.name] = tar.extractfile(member).read()
   except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-    raise ValueError(f"{path}: cannot read the archive, truncated or corrupt ({err})") from err
+    raise CorruptDataError(
+        f"{path}: cannot read the archive, truncated or corrupt ({err})") from err
   missing = sorted(wanted - set(blobs))
   if missing:
-    raise ValueError(f"{path}: missing {', '.join(missing)}; is this {spec.filename}?")
+    raise CorruptDataError(f"{path}: missing {', '.join(missing)}; is this {spec.filename}?")
 
   out = {}
   for split, members in (("train", spec.train_members), ("test", spec.test_members)):

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from resnet_jax.data.errors import DataUnavailableError
+from resnet_jax.data.errors import CorruptDataError, DataUnavailableError
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions [N, rows, cols].
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension [N].
@@ -35,16 +35,16 @@ def _open(path: str):
 
 def _parse_header(path: str, head: bytes, expected_magic: int) -> tuple[int, tuple[int, ...]]:
   if len(head) < 4:
-    raise ValueError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+    raise CorruptDataError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
   (magic,) = struct.unpack(">I", head[:4])
   if magic != expected_magic:
-    raise ValueError(f"{path}: IDX magic number {magic}, expected {expected_magic} "
+    raise CorruptDataError(f"{path}: IDX magic number {magic}, expected {expected_magic} "
                      f"({'images' if expected_magic == IMAGES_MAGIC else 'labels'}); "
                      "the file is corrupt or not the right one")
   ndim = magic & 0xFF
   header_len = 4 + 4 * ndim
   if len(head) < header_len:
-    raise ValueError(f"{path}: truncated IDX header ({len(head)} of {header_len} bytes)")
+    raise CorruptDataError(f"{path}: truncated IDX header ({len(head)} of {header_len} bytes)")
   dims = struct.unpack(f">{ndim}I", head[4:header_len])
   return header_len, tuple(int(d) for d in dims)
 
@@ -66,13 +66,14 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
       raw = f.read()
   except (OSError, EOFError, zlib.error) as err:
     # gzip reports a cut-short download as EOFError and a damaged one as BadGzipFile/zlib.error.
-    raise ValueError(f"{path}: unreadable IDX file, corrupt or truncated ({err})") from err
+    raise CorruptDataError(f"{path}: unreadable IDX file, corrupt or truncated ({err})") from err
   header_len, dims = _parse_header(path, raw, expected_magic)
   expected = int(np.prod(dims))
   payload = len(raw) - header_len
   if payload != expected:
-    raise ValueError(f"{path}: IDX header says {dims} = {expected} bytes of data but the file "
-                     f"holds {payload}; the file is truncated or corrupt")
+    raise CorruptDataError(
+        f"{path}: IDX header says {dims} = {expected} bytes of data but the file "
+        f"holds {payload}; the file is truncated or corrupt")
   return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
 
 
@@ -123,14 +124,16 @@ def read_fashion_mnist(files: dict[str, str]) -> dict[str, np.ndarray]:
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
-      raise ValueError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
-                       f"{labels.shape[0]} labels")
+      raise CorruptDataError(
+          f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+          f"{labels.shape[0]} labels")
     if labels.size and labels.max() >= FASHION_MNIST_CLASSES:
-      raise ValueError(f"{labels_path}: label {labels.max()} is not below "
+      raise CorruptDataError(f"{labels_path}: label {labels.max()} is not below "
                        f"{FASHION_MNIST_CLASSES}; the file is corrupt")
     out[f"{split}_images"] = images[..., None]
     out[f"{split}_labels"] = labels.astype(np.int32)
   if out["train_images"].shape[1:] != out["test_images"].shape[1:]:
-    raise ValueError(f"{files['train_images']} and {files['test_images']} have different image "
-                     f"sizes {out['train_images'].shape[1:3]} and {out['test_images'].shape[1:3]}")
+    raise CorruptDataError(
+        f"{files['train_images']} and {files['test_images']} have different image "
+        f"sizes {out['train_images'].shape[1:3]} and {out['test_images'].shape[1:3]}")
   return out

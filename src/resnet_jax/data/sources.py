@@ -90,7 +90,7 @@ def _fashion_mnist(data_dir: str) -> dict:
 def _cifar(name: str, data_dir: str, archive: str) -> dict:
   if archive:
     if not os.path.isfile(archive):
-      raise DataUnavailableError(f"--config.archive={archive} does not exist. To get {name}, "
-                                 f"either\n{tfds_source.how_to_get(name, data_dir)}")
+      raise DataUnavailableError(f"--config.archive={archive} does not exist.\n"
+                                 f"{tfds_source.how_to_get(name, data_dir)}")
     return dict(cifar.read_cifar_archive(archive, name), max_value=255.0)
   return dict(tfds_source.read_tfds(name, data_dir), max_value=255.0)

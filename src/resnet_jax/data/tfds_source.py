@@ -18,29 +18,25 @@ def _tfds_build_help(name: str, data_dir: str) -> str:
   dir_flag = f" --data_dir={data_dir}" if data_dir else ""
   dir_kwarg = f", data_dir={data_dir!r}" if data_dir else ""
   # tfds writes TFRecord by default, which `data_source` cannot read; hence the explicit format.
-  return (f"prepare it once for tfds (needs TensorFlow and internet):\n"
-          f"      pip install -e .[tfds]\n"
-          f"      python -c \"import tensorflow_datasets as tfds; tfds.builder({name!r}"
-          f"{dir_kwarg}).download_and_prepare(file_format='array_record')\"\n"
-          f"    or: tfds build {name} --file_format=array_record{dir_flag}")
+  return (f"or prepare it once for tfds (needs TensorFlow and internet): pip install -e .[tfds] "
+          f"&& tfds build {name} --file_format=array_record{dir_flag} (in Python: "
+          f"tfds.builder({name!r}{dir_kwarg}).download_and_prepare(file_format='array_record'))")
 
 
 def how_to_get(name: str, data_dir: str) -> str:
-  """The instructions for obtaining `name`, as put into DataUnavailableError messages."""
-  tfds_dir = f" --config.data_dir={data_dir}" if data_dir else ""
+  """The instructions for obtaining `name`, one line, as DataUnavailableError messages end."""
+  tfds_dir = f" --config.data_dir={data_dir}" if data_dir else " the default tfds data_dir"
   if name in ("cifar10", "cifar100"):
     archive = f"cifar-{name[len('cifar'):]}-python.tar.gz"
-    return (f"  * {_tfds_build_help(name, data_dir)}\n"
-            f"    and run with{tfds_dir or ' the default tfds data_dir'};\n"
-            f"  * or download https://www.cs.toronto.edu/~kriz/{archive} and run with "
-            f"--config.archive=/path/to/{archive}")
+    return (f"To get it: download https://www.cs.toronto.edu/~kriz/{archive} and run with "
+            f"--config.archive=/path/to/{archive}; {_tfds_build_help(name, data_dir)}, then "
+            f"run with{tfds_dir}")
   if name == "fashion_mnist":
-    return ("  * apt-get install dataset-fashion-mnist (installs the IDX files in "
-            "/usr/share/datasets/fashion-mnist, found without any flag);\n"
-            "  * or run with --config.data_dir=DIR where DIR holds the four official IDX files "
+    return ("To get it: apt-get install dataset-fashion-mnist (installs the IDX files in "
+            "/usr/share/datasets/fashion-mnist, found without any flag); or run with "
+            "--config.data_dir=DIR where DIR holds the four official IDX files "
             "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-            "t10k-labels-idx1-ubyte.gz;\n"
-            f"  * or {_tfds_build_help(name, data_dir)}")
+            f"t10k-labels-idx1-ubyte.gz; {_tfds_build_help(name, data_dir)}")
   raise ValueError(f"no instructions for {name!r}")
 
 
@@ -85,8 +81,8 @@ def read_tfds(name: str, data_dir: str = "", *, splits: tuple[str, ...] = ("trai
       # NotImplementedError for a TFRecord build, FileNotFoundError, ...). We keep its first line
       # as the reason and drop its traceback, which says nothing the instructions do not.
       raise DataUnavailableError(
-          f"{name} ({split} split) is not available: {_diagnose(tfds, name, data_dir, err)}. "
-          f"To get it, either\n{how_to_get(name, data_dir)}") from None
+          f"{name} ({split} split) is not available: {_diagnose(tfds, name, data_dir, err)}.\n"
+          f"{how_to_get(name, data_dir)}") from None
 
   out = {}
   for split, source in sources.items():

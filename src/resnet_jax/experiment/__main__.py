@@ -1,7 +1,7 @@
 """`python -m resnet_jax.experiment --config=experiments/EXPERIMENT.py:DATASET --workdir=DIR`."""
 import os
 
-from absl import app, flags
+from absl import flags
 
 from resnet_jax import cli, experiment, report
 
@@ -25,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

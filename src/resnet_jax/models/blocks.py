@@ -140,22 +140,26 @@ class PreActBlock(nn.Module):
 class PreActBottleneck(nn.Module):
   """He et al. 2016 pre-activation bottleneck: BN-ReLU-1x1-BN-ReLU-3x3-BN-ReLU-1x1, add.
 
-  As in the authors' released code the stride sits in the 3x3 conv.
+  By default the stride sits in the 3x3 conv, as in fb.resnet.torch's pre-activation nets;
+  `stride_in_3x3=False` strides the first 1x1 conv instead, as the authors' released code does
+  (KaimingHe/resnet-1k-layers, resnet-pre-act.lua). Parameter counts are the same.
   """
   residual: ClassVar[bool] = True
   features: int
   strides: int = 1
   shortcut: str = "B"
   first: bool = False
+  stride_in_3x3: bool = True
   expansion: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
     out = self.features * self.expansion
+    s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
     pre = nn.relu(layers.batch_norm(train, "bn1")(x))
-    y = layers.conv1x1(self.features, name="conv1")(pre)
+    y = layers.conv1x1(self.features, strides=s1, name="conv1")(pre)
     y = nn.relu(layers.batch_norm(train, "bn2")(y))
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv2")(y)
+    y = layers.conv3x3(self.features, strides=s3, name="conv2")(y)
     y = layers.batch_norm(train, "bn3")(y)
     self.sow("intermediates", "response1", y)
     y = layers.conv1x1(out, name="conv3")(nn.relu(y))

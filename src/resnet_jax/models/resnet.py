@@ -76,13 +76,18 @@ def preact_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
 
 
 def preact_bottleneck(depth: int, *, num_classes: int = 10, shortcut: str = "B",
-                      widths: Sequence[int] = CIFAR_WIDTHS,
+                      stride_in_3x3: bool = True, widths: Sequence[int] = CIFAR_WIDTHS,
                       scan_unroll: int | None = None) -> ResNet:
-  """He et al. 2016 pre-activation bottleneck nets, 9n+2 layers, stage outputs 64/128/256."""
+  """He et al. 2016 pre-activation bottleneck nets, 9n+2 layers, stage outputs 64/128/256.
+
+  `stride_in_3x3=False` strides the first 1x1 conv of a downsampling unit, as the authors'
+  released code does; the default strides the 3x3 conv, as fb.resnet.torch does.
+  """
   layers.check_shortcut(shortcut)
-  return _cifar(depth, 3, bind(blocks.PreActBottleneck, shortcut=shortcut), widths, num_classes,
-                scan_unroll, stem=network.conv_stem, head=network.preact_head,
-                first_block=bind(blocks.PreActBottleneck, shortcut=shortcut, first=True))
+  block = functools.partial(bind, blocks.PreActBottleneck, shortcut=shortcut,
+                            stride_in_3x3=stride_in_3x3)
+  return _cifar(depth, 3, block(), widths, num_classes, scan_unroll, stem=network.conv_stem,
+                head=network.preact_head, first_block=block(first=True))
 
 
 def _imagenet_stages(depth: int, allowed: Sequence[int]):

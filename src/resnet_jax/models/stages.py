@@ -74,6 +74,10 @@ def block_names(stage_sizes: Sequence[int]) -> tuple[str, ...]:
 def check_images(images: jax.Array) -> None:
   if images.ndim != 4:
     raise ValueError(f"images must be [N, H, W, C] (rank 4, NHWC), got shape {images.shape}")
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    # Integer pixels would run (convolutions promote them) on the wrong scale: the models expect
+    # images normalised as `resnet_jax.data` returns them.
+    raise ValueError(f"images must be floating point (normalised pixels), got {images.dtype}")
 
 
 def enter_blocks(module: nn.Module, x: jax.Array, controls: BlockControls | None,

@@ -17,15 +17,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import checkpoint, configs, data, metrics_io, optim, parallel, runs, steps
+from resnet_jax import checkpoint, data, metrics_io, optim, parallel, runs, steps
+from resnet_jax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from resnet_jax.train_state import TrainState, create_train_state, num_params
 
-ConfigMismatchError = runs.ConfigMismatchError
-
-
-class NonFiniteError(RuntimeError):
-  """The loss or the gradient norm stopped being finite; nothing after the last checkpoint is
-  saved."""
+__all__ = ["ConfigMismatchError", "NonFiniteError", "run_results", "train_and_evaluate"]
 
 
 @dataclasses.dataclass
@@ -43,9 +39,8 @@ class _Run:
   history: list[dict[str, Any]]
 
 
-def _setup(config, workdir: str, devices) -> tuple[_Run, TrainState]:
-  """Loads the data, builds and compiles the steps, and restores the latest checkpoint."""
-  dataset = runs.load_data(config)
+def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, TrainState]:
+  """Builds and compiles the steps, puts the data on the devices, restores the checkpoint."""
   model = runs.build_model(config, dataset.num_classes)
   tx = optim.make_optimizer(config)
   mesh = parallel.make_mesh(devices)
@@ -93,13 +88,16 @@ def _evaluate(run: _Run, state: TrainState, step: int) -> None:
                   f"test error {errors['test_error']:.4f}")
 
 
-def _check_finite(window: list[dict[str, float]], step: int) -> None:
+def _check_finite(window: list[dict[str, float]], step: int, last_saved: int | None) -> None:
   for i, m in enumerate(window):
     if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      kept = ("no checkpoint was saved before it, so a rerun starts from step 0"
+              if last_saved is None else
+              f"the checkpoint of step {last_saved} is kept and a rerun resumes from it")
       raise NonFiniteError(
           f"non-finite loss ({m['loss']}) or gradient norm ({m['grad_norm']}) at step "
-          f"{step - len(window) + i + 1}; stopped without saving anything after the last "
-          "checkpoint")
+          f"{step - len(window) + i + 1}: stopped without saving; {kept} (lower "
+          "--config.learning_rate or use a warm-up)")
 
 
 def _at(step: int, num_steps: int, every: int) -> bool:
@@ -120,7 +118,7 @@ def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
     if not (at(c.log_every) or at(c.eval_every) or at(c.checkpoint_every)):
       continue
     window, pending = jax.device_get(pending), []
-    _check_finite(window, step)
+    _check_finite(window, step, run.mngr.latest_step())
     mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
     now = time.time()
     mean["images_per_s"] = (step - window_step) * c.batch_size / max(now - window_start, 1e-9)
@@ -138,42 +136,74 @@ def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
   return state
 
 
+def _training_error(run: _Run, state: TrainState) -> float:
+  """The final model's error on the whole training split (no augmentation, BN in eval mode):
+  the training error of He et al. 2015 Fig. 6, not the mean over augmented training batches."""
+  return parallel.evaluate(run.eval_step, state, run.dataset.train_images,
+                           run.dataset.train_labels, run.mesh, run.config.eval_batch_size)["error"]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        start_over: bool = False, devices: Sequence[jax.Device] | None = None,
                        progress: bool = True) -> dict[str, Any]:
   """Trains `config.model` on `config.dataset`, evaluating, logging and checkpointing in
   `workdir` (see `resnet_jax.runs` for what it holds).
 
+  The config is checked before anything is written, and the data before the workdir is touched,
+  so a failed start leaves the workdir as it was. A run that finished before returns its saved
+  results without loading data, compiling or writing anything.
+
   Returns:
-    The results also written to workdir/results.json. A run that finished before returns its
-    saved results without loading data or compiling.
+    The results also written to workdir/results.json.
+  Raises:
+    errors.UserError subclasses: a bad config (ConfigError), a workdir of another run
+    (ConfigMismatchError), a workdir in use (WorkdirLockedError), unreadable files, missing data,
+    a loss that stopped being finite (NonFiniteError).
   """
   start_time = time.time()
-  config = configs.resolve_warmup(config)
-  runs.prepare(config, workdir, start_over)
-  saved = runs.read_results(workdir)
-  if saved is not None and saved["steps"] >= config.num_steps:
-    return saved
-  run, state = _setup(config, workdir, devices)
+  config = runs.check_config(config, len(devices) if devices else None)
+  if not start_over:
+    runs.check_resumable(config, workdir)
+    saved = runs.read_results(workdir)
+    if saved is not None and saved["steps"] >= config.num_steps:
+      return saved
+  with runs.lock(workdir):
+    dataset = runs.load_data(config)
+    if config.batch_size > len(dataset.train_labels):
+      raise ConfigError(f"--config.batch_size={config.batch_size} is larger than the "
+                        f"{len(dataset.train_labels)} training images")
+    runs.prepare(config, workdir, dataset, start_over)
+    run, state = _setup(config, workdir, dataset, devices)
+    results = _train(run, state, progress, start_time)
+    if jax.process_index() == 0:
+      metrics_io.write_json(os.path.join(workdir, metrics_io.RESULTS_FILE), results)
+  return results
+
+
+def _train(run: _Run, state: TrainState, progress: bool, start_time: float) -> dict[str, Any]:
   start_step = int(jax.device_get(state.step))
-  bar = tqdm.tqdm(total=config.num_steps, initial=start_step, desc=config.model, unit="step",
-                  disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
+  bar = tqdm.tqdm(total=run.config.num_steps, initial=start_step, desc=run.config.model,
+                  unit="step", disable=not progress or jax.process_index() != 0,
+                  dynamic_ncols=True)
   try:
     state = _train_loop(run, state, bar)
   finally:
     bar.close()
     run.mngr.wait_until_finished()
     run.writer.close()
-  results = run_results(run.history, state, config, time.time() - start_time, start_step)
-  if jax.process_index() == 0:
-    metrics_io.write_json(os.path.join(workdir, metrics_io.RESULTS_FILE), results)
+  results = run_results(run.history, state, run.config, time.time() - start_time, start_step)
+  results["train_error"] = _training_error(run, state)
   return results
 
 
 def run_results(history: list[dict[str, Any]], state: TrainState,
                 config: ml_collections.ConfigDict, wall_time: float,
                 start_step: int) -> dict[str, Any]:
-  """A run's results; the "best" test error is taken at the step of lowest validation error."""
+  """A run's results; the "best" test error is taken at the step of lowest validation error.
+
+  "train_batch_error" is the mean error over the last logged training batches (augmented, BN in
+  training mode); the loop adds "train_error", the error on the whole training split.
+  """
   evals = [r for r in history if "test_error" in r]
   with_val = [r for r in evals if np.isfinite(r.get("val_error", np.nan))]
   best = min(with_val, key=lambda r: r["val_error"]) if with_val else None
@@ -184,7 +214,7 @@ def run_results(history: list[dict[str, Any]], state: TrainState,
       "best_val_step": best["step"] if best else None,
       "best_val_error": best["val_error"] if best else None,
       "test_error_at_best_val": best["test_error"] if best else None,
-      "train_error": metrics_io.last(history, "train_error"),
+      "train_batch_error": metrics_io.last(history, "train_error"),
       "num_params": num_params(state.params),
       "wall_time_s": wall_time, "resumed_from_step": start_step,
       "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),

@@ -1,6 +1,6 @@
 """`python -m resnet_jax.train --config=FILE.py[:ARG] --workdir=DIR`: train one model."""
 import jax
-from absl import app, flags
+from absl import flags
 
 from resnet_jax import cli, train
 
@@ -22,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
