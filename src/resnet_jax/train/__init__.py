@@ -71,7 +71,7 @@ def _setup(config, workdir: str, devices) -> tuple[_Run, TrainState]:
                                                     per_device_bn=config.per_device_bn),
              eval_step=parallel.compile_eval_step(
                  functools.partial(steps.eval_step, model=model), mesh),
-             train_data=train_data, keys=jax.device_put((data_rng, aug_rng), repl), mngr=mngr,
+             train_data=train_data, keys=parallel.replicate((data_rng, aug_rng), mesh), mngr=mngr,
              writer=writer, history=metrics_io.read_metrics(workdir))
   return run, state
 
