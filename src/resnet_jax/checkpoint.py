@@ -86,9 +86,15 @@ def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
 
 
 def restore_saved(mngr: ocp.CheckpointManager, step: int | None = None) -> dict:
-  """A checkpoint as saved (nested dicts of numpy-backed arrays), with no target to match;
-  for analyses and tests that only read it. Defaults to the latest step."""
+  """A checkpoint as saved (nested dicts of arrays), with no target to match; for analyses and
+  tests that only read it. Defaults to the latest step.
+
+  Arrays go back onto the devices they were saved from where this process has those devices,
+  and whole onto its first local device where it does not (a run of several processes read by
+  one).
+  """
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise NoRunError(f"no checkpoint in {mngr.directory}: the run saved none yet")
-  return mngr.restore(step, args=ocp.args.StandardRestore())
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return mngr.restore(step, args=ocp.args.StandardRestore(fallback_sharding=local))

@@ -11,7 +11,7 @@ from typing import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax.errors import UserError
+from resnet_jax.errors import ConfigError, UserError
 
 
 def message(err: BaseException) -> str:
@@ -63,15 +63,58 @@ def define_distributed() -> flags.FlagHolder:
   return flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 
 
+# The multi-process recipe's variables. jax.distributed.initialize() reads only the first of them
+# itself (and then fails for want of the others), so they are passed to it explicitly.
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def initialize_distributed() -> None:
+  """Joins this process to a multi-process JAX job; call it before anything starts a backend.
+
+  JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID are
+  passed on where set; JAX detects what is not set on the platforms that provide it (TPU VMs,
+  SLURM, Open MPI). CPU processes, on one machine or many, reduce across processes with gloo.
+
+  Raises:
+    ConfigError: the variables are not all set and the platform does not provide the others, or a
+      number is not an integer.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  # Read only by the CPU client (so harmless on GPU and TPU): without a cross-process
+  # implementation, CPU processes cannot all-reduce. Gloo is JAX's default today; naming it keeps
+  # CPU jobs working should that change, and an explicit choice (JAX_CPU_COLLECTIVES_IMPLEMENTATION)
+  # stands.
+  if not jax.config.jax_cpu_collectives_implementation:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  given = {name: os.environ[name] for name in DISTRIBUTED_ENV if os.environ.get(name)}
+  try:
+    num_processes, process_id = (int(given[name]) if name in given else None
+                                 for name in DISTRIBUTED_ENV[1:])
+  except ValueError:
+    raise ConfigError(f"JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers, not "
+                     f"{given.get('JAX_NUM_PROCESSES')!r} and {given.get('JAX_PROCESS_ID')!r}"
+                     ) from None
+  try:
+    jax.distributed.initialize(coordinator_address=given.get("JAX_COORDINATOR_ADDRESS"),
+                               num_processes=num_processes, process_id=process_id)
+  except ValueError as err:
+    if len(given) == len(DISTRIBUTED_ENV):
+      raise
+    missing = [name for name in DISTRIBUTED_ENV if name not in given]
+    raise ConfigError(
+        f"multi-process run: {' and '.join(missing)} not set, and the platform does not provide "
+        f"{'it' if len(missing) == 1 else 'them'} (JAX: {err}). Set JAX_COORDINATOR_ADDRESS "
+        "(HOST:PORT of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID (0, 1, ...) for every "
+        "process, or none of them on a TPU VM or under SLURM") from err
+  logging.info("process %d of %d", jax.process_index(), jax.process_count())
+
+
 def start(argv, distributed: bool = False) -> None:
   """Common start of every command: no stray arguments, multi-host set up, quiet logging."""
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]} (flags are --name=value; see --help)")
-  if distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    import jax  # pylint: disable=g-import-not-at-top
-    # On a TPU pod slice, SLURM or with JAX_COORDINATOR_ADDRESS set, initialize() finds its peers.
-    jax.distributed.initialize()
-    logging.info("process %d of %d", jax.process_index(), jax.process_count())
+  if distributed or any(os.environ.get(name) for name in DISTRIBUTED_ENV):
+    initialize_distributed()
   # Orbax reports every checkpoint step at INFO; keep the terminal for the progress bar.
   logging.set_verbosity(logging.WARNING)
   # tfds warns about the folders it looks into when a data set is missing; our error says it all.

@@ -40,8 +40,12 @@ class MetricWriter:
     if not self.active or not os.path.exists(self._path):
       return
     kept = [r for r in read_metrics_file(self._path) if r["step"] <= step]
-    with open(self._path, "w") as f:
+    # Temp file + rename: the other processes of a multi-host run read this file meanwhile (and a
+    # kill here must not lose it).
+    tmp = self._path + ".tmp"
+    with open(tmp, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, self._path)
 
   def close(self) -> None:
     if self._tb is not None:

@@ -37,6 +37,15 @@ def put_global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
+def replicate(tree, mesh: Mesh):
+  """`tree` (arrays or PRNG keys, equal on every process) replicated over every device of `mesh`.
+
+  A compiled identity, because jax.device_put places host arrays onto other processes' devices
+  but not PRNG keys.
+  """
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.size:
     raise ValueError(f"batch size {batch_size} must be a multiple of the {mesh.size} devices")

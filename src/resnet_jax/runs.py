@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from resnet_jax import checkpoint, configs, data, metrics_io
 from resnet_jax.errors import (
@@ -143,13 +144,16 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, dataset: data.Datas
   refuses data other than the run's (a move of the same files is fine), and writes config.json
   and data.json where they differ from what is there. Call it holding the lock."""
   os.makedirs(workdir, exist_ok=True)
-  if start_over:
+  if start_over and jax.process_index() == 0:
     for name in RUN_OUTPUTS + (DATA_FILE,):
       target = os.path.join(workdir, name)
       if os.path.isdir(target):
         shutil.rmtree(target)
       elif os.path.exists(target):
         os.remove(target)
+  if jax.process_count() > 1:
+    # No process may look for a checkpoint before process 0 has deleted the old run's.
+    multihost_utils.sync_global_devices("resnet_jax.runs.prepare")
   summary, path = data_summary(dataset), os.path.join(workdir, DATA_FILE)
   saved = read_json(path, "the run's data") if os.path.exists(path) else None
   if saved is not None and saved != summary:

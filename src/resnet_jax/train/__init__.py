@@ -60,14 +60,18 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
   train_data = {"image": parallel.put_global(dataset.train_images, repl),
                 "label": parallel.put_global(dataset.train_labels, repl)}
   writer = metrics_io.MetricWriter(workdir)
-  writer.truncate_after(int(jax.device_get(state.step)))
+  start_step = int(jax.device_get(state.step))
+  writer.truncate_after(start_step)
   run = _Run(config=config, dataset=dataset, mesh=mesh,
              train_step=parallel.compile_train_step(step_fn, mesh, batch_size=config.batch_size,
                                                     per_device_bn=config.per_device_bn),
              eval_step=parallel.compile_eval_step(
                  functools.partial(steps.eval_step, model=model), mesh),
-             train_data=train_data, keys=jax.device_put((data_rng, aug_rng), repl), mngr=mngr,
-             writer=writer, history=metrics_io.read_metrics(workdir))
+             train_data=train_data, keys=parallel.replicate((data_rng, aug_rng), mesh),
+             mngr=mngr,
+             writer=writer,
+             # Other processes may read the file before process 0 has cut it back to start_step.
+             history=[r for r in metrics_io.read_metrics(workdir) if r["step"] <= start_step])
   return run, state
 
 
@@ -84,8 +88,9 @@ def _evaluate(run: _Run, state: TrainState, step: int) -> None:
                                run.config.eval_batch_size)
     errors.update({f"{split}_error": result["error"], f"{split}_loss": result["loss"]})
   _log(run, step, errors)
-  tqdm.tqdm.write(f"step {step}: val error {errors['val_error']:.4f}, "
-                  f"test error {errors['test_error']:.4f}")
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(f"step {step}: val error {errors['val_error']:.4f}, "
+                    f"test error {errors['test_error']:.4f}")
 
 
 def _check_finite(window: list[dict[str, float]], step: int, last_saved: int | None) -> None:

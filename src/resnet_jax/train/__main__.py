@@ -15,10 +15,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   cli.start(argv, _DISTRIBUTED.value)
-  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}", flush=True)
+  talk = jax.process_index() == 0  # one voice for a run of several processes
+  if talk:
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}", flush=True)
   results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, start_over=_START_OVER.value)
-  print({k: results[k] for k in ("model", "steps", "train_error", "test_error",
-                                  "test_error_at_best_val")})
+  if talk:
+    print({k: results[k] for k in ("model", "steps", "train_error", "test_error",
+                                    "test_error_at_best_val")})
 
 
 if __name__ == "__main__":
