@@ -21,17 +21,16 @@ def _final_params(workdir):
   return checkpoint.restore_saved(checkpoint.manager(str(workdir)))["params"]
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(batch_size=0), "batch_size"), (dict(model="resnet21"), "resnet21"),
-    (dict(dataset="mnist"), "dataset"), (dict(num_steps=0), "num_steps"),
-    (dict(batch_size=18), "multiple of the 4 devices"),
-])
-def test_a_failed_start_leaves_the_workdir_free(bad, match, tmp_path, monkeypatch):
+def test_a_failed_start_leaves_the_workdir_free(tmp_path, monkeypatch):
+  bad_configs = [(dict(batch_size=0), "batch_size"), (dict(model="resnet21"), "resnet21"),
+                 (dict(dataset="mnist"), "dataset"), (dict(num_steps=0), "num_steps"),
+                 (dict(batch_size=18), "multiple of the 4 devices")]
   with monkeypatch.context() as patch:  # refused before any data is read, let alone compiled
     patch.setattr(runs, "load_data", lambda *_: pytest.fail("loaded data for a bad config"))
-    with pytest.raises(errors.ConfigError, match=match):
-      train.train_and_evaluate(tiny_config(**bad), str(tmp_path), progress=False)
-  assert not os.listdir(tmp_path)
+    for bad, match in bad_configs:
+      with pytest.raises(errors.ConfigError, match=match):
+        train.train_and_evaluate(tiny_config(**bad), str(tmp_path), progress=False)
+      assert not os.listdir(tmp_path)
   results = train.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path), progress=False)
   assert results["steps"] == 2
 
@@ -86,10 +85,20 @@ def _scramble_metadata(step_dir):
     f.write(os.urandom(256))
 
 
+CHECKPOINTED = tiny_config(num_steps=8, checkpoint_every=2, eval_every=4)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("whole")
+  train.train_and_evaluate(CHECKPOINTED, str(workdir), progress=False)
+  return _final_params(workdir)
+
+
 @pytest.mark.parametrize("corrupt", [_truncate_a_data_file, _scramble_metadata])
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(corrupt, tmp_path):
-  config = tiny_config(num_steps=8, checkpoint_every=2, eval_every=4)
-  train.train_and_evaluate(config, str(tmp_path / "whole"), progress=False)
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(corrupt, uninterrupted,
+                                                                  tmp_path):
+  config = CHECKPOINTED
   workdir = tmp_path / "broken"
   train.train_and_evaluate(config, str(workdir), progress=False)
   os.remove(workdir / metrics_io.RESULTS_FILE)  # as if killed right after saving step 8
@@ -97,7 +106,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(corrupt, tmp_p
   results = train.train_and_evaluate(config, str(workdir), progress=False)
   assert results["resumed_from_step"] == 6
   assert (workdir / "checkpoints" / "8.unreadable").is_dir()  # kept, not deleted
-  chex.assert_trees_all_equal(_final_params(tmp_path / "whole"), _final_params(workdir))
+  chex.assert_trees_all_equal(uninterrupted, _final_params(workdir))
 
 
 @pytest.mark.parametrize("name", [metrics_io.RESULTS_FILE, metrics_io.CONFIG_FILE])
