@@ -90,6 +90,48 @@ def loss_grad_at_block_input(model, variables, images, labels):
   return np.asarray(jax.jit(jax.grad(loss))(jnp.zeros(shape)))
 
 
+# --------------------------------------------------------------------------------- bad images
+
+def _every_analysis(model, variables, labels, key):
+  """Each analysis of the package as a function of the images alone."""
+  n = model.num_blocks
+  return {
+      "lesion_logits": lambda x: analysis.lesion_logits(model, variables, x, np.ones((1, n))),
+      "lesion_errors": lambda x: analysis.lesion_errors(model, variables, x, labels,
+                                                        np.ones((1, n))),
+      "lesion_single": lambda x: analysis.lesion_single(model, variables, x, labels),
+      "lesion_k": lambda x: analysis.lesion_k(model, variables, x, labels, [1], 2, key),
+      "lesion_reorder": lambda x: analysis.lesion_reorder(model, variables, x, labels, [0], 2,
+                                                          key),
+      "response_std": lambda x: analysis.response_std(model, variables, x),
+      "single_path_gradient": lambda x: analysis.single_path_gradient(model, variables, x,
+                                                                      labels, np.ones(n)),
+      "sampled_path_gradients": lambda x: analysis.sampled_path_gradients(
+          model, variables, x, labels, key, samples_per_length=1),
+      "exact_path_gradients": lambda x: analysis.exact_path_gradients(model, variables, x,
+                                                                      labels),
+  }
+
+
+ANALYSES = ("lesion_logits", "lesion_errors", "lesion_single", "lesion_k", "lesion_reorder",
+            "response_std", "single_path_gradient", "sampled_path_gradients",
+            "exact_path_gradients")
+
+
+@pytest.mark.parametrize("name", ANALYSES)
+def test_every_analysis_rejects_non_finite_images(name):
+  # Before: lesions of NaN images returned 0.875 (argmax of NaN logits is class 0) and path
+  # gradients norms of exactly 0. The check runs before anything compiles.
+  model, variables, images, labels = make_net("resnet14")
+  bad = np.array(images)
+  bad[1, 2, 3, 0] = np.nan
+  bad[3, 0, 0, :] = np.inf
+  call = _every_analysis(model, variables, labels, jax.random.key(0))[name]
+  with pytest.raises(ValueError, match=r"images hold 4 non-finite values \(NaN or inf\) in 2 "
+                     r"of 4 images, at indices \[1, 3\]"):
+    call(bad)
+
+
 # ---------------------------------------------------------------------------------------- paths
 
 def test_exact_path_gradients_match_brute_force_over_all_routes(net):

@@ -31,11 +31,23 @@ def eval_variables(variables: Mapping[str, Any]) -> dict:
 
 
 def check_images(images: Any) -> jax.Array:
+  """images [N, H, W, C] as a float jax.Array, if N >= 1 and every value is finite.
+
+  Non-finite pixels must not reach the analyses: argmax of NaN logits is class 0 (a lesion error
+  of 1 - share of class 0) and NaN gradients have norms that read as 0, so a corrupt input would
+  come back as plausible numbers.
+  """
   images = jnp.asarray(images)
   if images.ndim != 4 or images.shape[0] < 1:
     raise ValueError(f"images must be [N, H, W, C] with N >= 1, got shape {images.shape}")
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(f"images must be floating point, got {images.dtype}")
+  bad = np.asarray(jnp.sum(~jnp.isfinite(images), axis=(1, 2, 3)))  # [N] per-image counts
+  if bad.any():
+    where = np.flatnonzero(bad)
+    shown = ", ".join(str(i) for i in where[:10]) + (", ..." if where.size > 10 else "")
+    raise ValueError(f"images hold {int(bad.sum())} non-finite values (NaN or inf) in "
+                     f"{where.size} of {images.shape[0]} images, at indices [{shown}]")
   return images
 
 
