@@ -194,6 +194,54 @@ def test_sampled_path_gradients(monkeypatch):
   assert not np.allclose(other.norms[2:5], res.norms[2:5])
 
 
+def test_random_batches():
+  batches = analysis.random_batches(jax.random.key(0), 50, 10, 4)
+  assert batches.shape == (50, 4) and batches.min() >= 0 and batches.max() < 10
+  assert all(len(set(row)) == 4 for row in batches.tolist())  # no image twice in a batch
+  assert len({tuple(row) for row in batches.tolist()}) > 40  # fresh batches, not one repeated
+  np.testing.assert_array_equal(batches, analysis.random_batches(jax.random.key(0), 50, 10, 4))
+  assert not np.array_equal(batches, analysis.random_batches(jax.random.key(1), 50, 10, 4))
+  # Every image turns up about equally often: 50 * 4 / 10 = 20 times each.
+  assert np.bincount(batches.ravel(), minlength=10).min() >= 8
+  with pytest.raises(ValueError, match="at least 5 images"):
+    analysis.random_batches(jax.random.key(0), 1, 4, 5)
+
+
+def test_sampled_path_gradients_on_a_fresh_batch_per_path(monkeypatch):
+  # Veit's protocol: every sampled path gets its own random batch of the images given.
+  model, variables, images, labels = make_net("resnet14", batch=8)
+  key = jax.random.key(7)
+  with monkeypatch.context() as mp:
+    one_trace_only(mp, path_gradients, "_batch_route_sq_norms")
+    res = analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                          samples_per_length=2, batch_size=3)
+    other = analysis.sampled_path_gradients(model, variables, images, labels,
+                                            jax.random.key(8), samples_per_length=2,
+                                            batch_size=3)  # raises if it retraced
+  assert res.batches.shape == (7, 2, 3) and res.routes.shape == (7, 2, 6)
+  assert not np.array_equal(res.batches, other.batches)
+  assert len({tuple(b) for b in res.batches.reshape(-1, 3).tolist()}) > 7
+  np.testing.assert_array_equal(res.routes.sum(-1), np.repeat(np.arange(7)[:, None], 2, 1))
+  # Each norm is that of the single-path gradient of its route on its own three images.
+  for k, s in itertools.product(range(7), range(2)):
+    batch = res.batches[k, s]
+    g = analysis.single_path_gradient(model, variables, images[batch], labels[batch],
+                                      res.routes[k, s].astype(int))
+    np.testing.assert_allclose(res.norms[k, s], np.linalg.norm(g), rtol=1e-5)
+  # Reproducible from the key, whatever the chunking; the routes are the fixed protocol's.
+  chunked = analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                            samples_per_length=2, batch_size=3, max_batch=2)
+  np.testing.assert_array_equal(chunked.batches, res.batches)
+  np.testing.assert_allclose(chunked.norms, res.norms, rtol=1e-5)
+  fixed = analysis.sampled_path_gradients(model, variables, images[:3], labels[:3], key,
+                                          samples_per_length=2)
+  np.testing.assert_array_equal(fixed.routes, res.routes)
+  assert fixed.batches is None
+  with pytest.raises(ValueError, match="at least 9 images"):
+    analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                    samples_per_length=2, batch_size=9)
+
+
 @pytest.mark.parametrize("n", [0, 6, 54, 1000])
 def test_path_length_distribution(n):
   dist = analysis.path_length_distribution(n)

@@ -7,11 +7,12 @@ lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, 
 paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths.
 path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
-           did, and exact per-length sums).
+           did, each on a fresh random batch, and exact per-length sums).
 
 All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
 integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
 """
+from resnet_jax.analysis._common import random_batches
 from resnet_jax.analysis.lesion import (
     LesionK,
     LesionReorder,
@@ -38,7 +39,8 @@ __all__ = [
     "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
     "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
     "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder", "lesion_single",
-    "path_counts", "path_length_distribution", "response_layer_names", "response_std",
+    "path_counts", "path_length_distribution", "random_batches", "response_layer_names",
+    "response_std",
     "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
     "sorted_response_std",
 ]

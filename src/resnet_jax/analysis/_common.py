@@ -110,6 +110,28 @@ def random_subsets(key: jax.Array, sizes: np.ndarray, samples: int, n: int) -> n
   return ranks < sizes[:, None, None]
 
 
+def random_batches(key: jax.Array, num_batches: int, num_images: int,
+                   batch_size: int) -> np.ndarray:
+  """[num_batches, batch_size] int64: independent uniform random batches of image indices.
+
+  Each row holds batch_size distinct indices of range(num_images) in random order (a batch drawn
+  without repeats, as from a shuffled epoch); rows are independent of one another. The draw is a
+  numpy Generator seeded by the key's data: reproducible from the key, and fast for a small batch
+  from a large split (a JAX permutation of every row of 50,000 indices takes minutes on a CPU).
+
+  Raises:
+    ValueError: num_batches < 1, batch_size < 1, or batch_size > num_images.
+  """
+  num_batches = check_count(num_batches, "num_batches")
+  batch_size = check_count(batch_size, "batch_size")
+  if batch_size > num_images:
+    raise ValueError(f"a batch of {batch_size} distinct images needs at least {batch_size} "
+                     f"images, got {num_images}")
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+  return np.stack([rng.choice(num_images, batch_size, replace=False)
+                   for _ in range(num_batches)]).astype(np.int64)
+
+
 def pad_rows(x: Any, size: int, fill: float = 0) -> jax.Array:
   """Pads axis 0 of x up to `size` with `fill`."""
   x = jnp.asarray(x)
