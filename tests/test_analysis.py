@@ -279,6 +279,31 @@ def test_effective_paths_hand_made():
   assert analysis.effective_paths([2.0, 0.0, 2.0], 1.0) == (0, 2)
 
 
+def test_window_share_checks_veits_window_directly():
+  total = [0.0, 1.0, 5.0, 3.0, 1.0, 0.0]
+  assert analysis.window_share(total, (2, 3)) == 0.8
+  assert analysis.window_share(total, (0, 5)) == 1.0
+  assert analysis.window_share(total, (4, 40)) == 0.1  # no paths past n: they hold nothing
+  assert analysis.window_share(total, (7, 9)) == 0.0
+  # A curve like Veit's Fig. 6c: T(k) = C(54, k) r^k, single-path gradients falling by a factor 4
+  # per block. The shortest window holding 90% is 6-15, which can never say "5-17"; the share of
+  # 5-17 itself is what checks the claim that "almost all" of the gradient comes from there.
+  veit = special.comb(54, np.arange(55)) * 0.25 ** np.arange(55)
+  assert analysis.effective_paths(veit, 0.9) == (6, 15)
+  assert 0.97 < analysis.window_share(veit, (5, 17)) < 0.98
+  # Veit et al.: paths of length 5-17 are 0.45% of all paths.
+  share = analysis.window_share(analysis.path_length_distribution(54), (5, 17))
+  assert round(100 * share, 2) == 0.45
+
+
+@pytest.mark.parametrize("window", [(3, 2), (-1, 2), (1.5, 3), (1,), "1-3", (1, 2, 3)])
+def test_window_share_rejects_bad_windows(window):
+  with pytest.raises(ValueError, match="window"):
+    analysis.window_share([1.0, 2.0, 3.0], window)
+  with pytest.raises(ValueError, match="zero"):
+    analysis.window_share([0.0, 0.0], (0, 1))
+
+
 @pytest.mark.parametrize("total,fraction", [
     ([1.0, 2.0], 0.0), ([1.0, 2.0], 1.5), ([1.0, -2.0], 0.5), ([0.0, 0.0], 0.5), ([[1.0]], 0.5),
     ([], 0.5), ([1.0, np.nan], 0.5)])

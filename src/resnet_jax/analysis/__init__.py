@@ -4,7 +4,8 @@ responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output be
            ReLU/addition), in layer order and sorted.
 lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
            or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass.
-paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths.
+paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths (the
+           shortest window holding a fraction) and the share of any window of lengths.
 path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
            did, each on a fresh random batch, and exact per-length sums).
@@ -32,7 +33,12 @@ from resnet_jax.analysis.path_gradients import (
     single_path_gradient,
     single_path_gradients,
 )
-from resnet_jax.analysis.paths import effective_paths, path_counts, path_length_distribution
+from resnet_jax.analysis.paths import (
+    effective_paths,
+    path_counts,
+    path_length_distribution,
+    window_share,
+)
 from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [
@@ -40,7 +46,6 @@ __all__ = [
     "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
     "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder", "lesion_single",
     "path_counts", "path_length_distribution", "random_batches", "response_layer_names",
-    "response_std",
-    "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
-    "sorted_response_std",
+    "response_std", "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
+    "sorted_response_std", "window_share",
 ]
