@@ -464,6 +464,21 @@ def test_lesion_rejects_bad_input():
     analysis.lesion_single(model, variables, images, labels, max_batch=0)
 
 
+def test_lesion_damage_is_the_share_of_the_way_to_chance():
+  # Ten classes: chance error 0.9. Intact 0.1, one-block deletions 0.1 and 0.5: on average 0.2 of
+  # the 0.8 points to chance, 25%.
+  assert analysis.lesion_damage([0.1, 0.5], 0.1, 10) == pytest.approx(0.25)
+  assert analysis.lesion_damage([0.1, 0.1], 0.1, 10) == 0.0
+  assert analysis.lesion_damage([0.9, 0.9], 0.1, 10) == pytest.approx(1.0)
+  # A net at chance cannot get worse; a slope or a plain increase would call it robust.
+  assert np.isnan(analysis.lesion_damage([0.9, 0.9], 0.88, 10))
+  assert np.isnan(analysis.lesion_damage([0.45], 0.45, 2))  # 90% of chance 0.5
+  with pytest.raises(ValueError, match="num_classes"):
+    analysis.lesion_damage([0.1], 0.1, 1)
+  with pytest.raises(ValueError, match="finite"):
+    analysis.lesion_damage([np.nan], 0.1, 10)
+
+
 # ------------------------------------------------------------------------------------ responses
 
 def test_response_std_names_values_and_hand_check():

@@ -3,7 +3,8 @@
 responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output before
            ReLU/addition), in layer order and sorted.
 lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
-           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass.
+           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass; the
+           damage of deleting one block, as a share of the way to chance.
 paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths (the
            shortest window holding a fraction) and the share of any window of lengths.
 path_gradients
@@ -18,6 +19,7 @@ from resnet_jax.analysis.lesion import (
     LesionK,
     LesionReorder,
     kendall_tau,
+    lesion_damage,
     lesion_errors,
     lesion_k,
     lesion_logits,
@@ -44,8 +46,8 @@ from resnet_jax.analysis.responses import response_layer_names, response_std, so
 __all__ = [
     "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
     "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
-    "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder", "lesion_single",
-    "path_counts", "path_length_distribution", "random_batches", "response_layer_names",
-    "response_std", "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
-    "sorted_response_std", "window_share",
+    "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder",
+    "lesion_single", "path_counts", "path_length_distribution", "random_batches",
+    "response_layer_names", "response_std", "sampled_path_gradients", "single_path_gradient",
+    "single_path_gradients", "sorted_response_std", "window_share",
 ]
