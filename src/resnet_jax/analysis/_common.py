@@ -213,3 +213,34 @@ def run_chunked(fn, rows, pad_row, images, labels, max_batch: int, reduce: bool)
       part = np.concatenate(parts, axis=1)[:, :images.shape[0]]
     out.append(part[:count])
   return np.concatenate(out, axis=0)
+
+
+def run_batched_rows(fn, rows: jax.Array, batches: np.ndarray, images: jax.Array,
+                     labels: jax.Array, max_batch: int) -> np.ndarray:
+  """Like `run_chunked` (reduce=True), but row r runs on its own batch images[batches[r]].
+
+  Args:
+    fn: called as fn(images, labels, weights, rows) with [row_chunk, image_chunk, ...] images,
+      [row_chunk, image_chunk] labels, [image_chunk] 0/1 weights (0 = padding) and
+      [row_chunk, ...] rows; returns [row_chunk] per-row sums over the images.
+    rows: [R, ...] array.
+    batches: [R, B] int indices into images and labels.
+    images, labels: [N, ...] and [N].
+    max_batch: budget of rows x batch images per call (see `split_budget`).
+  Returns:
+    [R] float64 sums over each row's batch; extra rows (copies of the last) are dropped.
+  """
+  num_rows, batch = batches.shape
+  row_chunk, image_chunk = split_budget(num_rows, batch, max_batch)
+  pending = []  # device arrays; converted at the end so that dispatch stays asynchronous
+  for start in range(0, num_rows, row_chunk):
+    index = np.minimum(np.arange(start, start + row_chunk), num_rows - 1)
+    for first in range(0, batch, image_chunk):
+      cols = np.arange(first, first + image_chunk)
+      picked = jnp.asarray(batches[index][:, np.minimum(cols, batch - 1)])
+      pending.append((start, fn(jnp.take(images, picked, axis=0), labels[picked],
+                                jnp.asarray(cols < batch, jnp.float32), rows[index])))
+  out = np.zeros(num_rows + row_chunk)
+  for start, part in pending:
+    out[start:start + row_chunk] += np.asarray(part, np.float64)
+  return out[:num_rows]

@@ -78,6 +78,9 @@ def _route_sq_norms_impl(model, variables, inv_total, images, labels, weights, r
 def _batch_route_sq_norms_impl(model, variables, inv_total, images, labels, weights, routes):
   """[R] squared L2 norms of single-path gradients, route r on its own images.
 
+  The gradient at the block input is per image (eval BN), so a batch's squared norm is the sum
+  over its images: chunks of a batch add up exactly.
+
   Args:
     images: [R, B, H, W, C], row r the images of route r; labels [R, B]; weights [B], 0 for
       padding; routes [R, num_blocks].
@@ -173,37 +176,6 @@ def single_path_gradient(model: Any, variables: Mapping[str, Any], images: Any, 
                                max_batch=max_batch)[0]
 
 
-def _per_batch_sq_norms(model, variables, images, labels, routes, batches, max_batch):
-  """[R] float64 squared norms of route r's gradient on its batch images[batches[r]].
-
-  Like `_common.run_chunked`, rows x batch images go through the network in chunks of one fixed
-  shape (extra rows repeat the last one and are dropped; padded images have weight 0). A batch's
-  gradient at the block input is per image (eval BN), so its squared norm is the sum over images
-  and the image chunks of one row add up exactly.
-
-  Args:
-    images, labels: [N, H, W, C] and [N], the images that batches index.
-    routes: [R, num_blocks] float 0/1.
-    batches: [R, B] int indices into images.
-  """
-  num_rows, batch = batches.shape
-  row_chunk, image_chunk = _common.split_budget(num_rows, batch, max_batch)
-  inv_total = jnp.float32(1.0 / batch)  # the mean loss over each path's own batch
-  pending = []  # device arrays; converted at the end so that dispatch stays asynchronous
-  for start in range(0, num_rows, row_chunk):
-    rows = np.minimum(np.arange(start, start + row_chunk), num_rows - 1)
-    for first in range(0, batch, image_chunk):
-      cols = np.arange(first, first + image_chunk)
-      index = jnp.asarray(batches[rows][:, np.minimum(cols, batch - 1)])
-      pending.append((start, _batch_route_sq_norms(
-          model, variables, inv_total, jnp.take(images, index, axis=0), labels[index],
-          jnp.asarray(cols < batch, jnp.float32), routes[rows])))
-  sq = np.zeros(num_rows + row_chunk)
-  for start, part in pending:
-    sq[start:start + row_chunk] += np.asarray(part, np.float64)
-  return sq[:num_rows]
-
-
 @dataclasses.dataclass(frozen=True)
 class SampledPathGradients:
   """Veit Fig. 6b/c from sampled single paths.
@@ -275,7 +247,9 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
     # fold_in: the routes stay those of the fixed-batch protocol for the same key.
     batches = _common.random_batches(jax.random.fold_in(key, 1), routes.shape[0],
                                      images.shape[0], batch_size)
-    sq = _per_batch_sq_norms(model, v, images, labels, routes, batches, max_batch)
+    fn = functools.partial(_batch_route_sq_norms, model, v,
+                           jnp.float32(1.0 / batch_size))  # each path's mean loss
+    sq = _common.run_batched_rows(fn, routes, batches, images, labels, max_batch)
     batches = batches.reshape(lengths.size, samples_per_length, -1)
   norms = np.sqrt(sq.astype(np.float64)).reshape(lengths.size, samples_per_length)
   mean_norm = norms.mean(axis=1)
