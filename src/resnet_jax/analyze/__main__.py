@@ -31,14 +31,15 @@ def main(argv):
   cli.start(argv)
   try:  # refused before the checkpoint or any data is loaded
     names = analyze.check_analyses(_ANALYSIS.value)
-    window = tuple(int(b) for b in _PATH_WINDOW.value)
+    settings = _DEFAULTS
+    settings.update(dict(num_images=_NUM_IMAGES.value, path_images=_PATH_IMAGES.value,
+                         path_split=_PATH_SPLIT.value, path_batch=_PATH_BATCH.value,
+                         path_window=tuple(int(b) for b in _PATH_WINDOW.value),
+                         samples_per_length=_SAMPLES.value,
+                         lesion_samples=_LESION_SAMPLES.value))
+    settings = analyze.resolve_settings(settings)
   except ValueError as err:
     raise app.UsageError(cli.message(err)) from err
-  settings = _DEFAULTS
-  settings.update(dict(num_images=_NUM_IMAGES.value, path_images=_PATH_IMAGES.value,
-                       path_split=_PATH_SPLIT.value, path_batch=_PATH_BATCH.value,
-                       path_window=window, samples_per_length=_SAMPLES.value,
-                       lesion_samples=_LESION_SAMPLES.value))
   result = analyze.analyze_run(_WORKDIR.value, names, settings)
   for name in names:
     if name in result["skipped"]:
