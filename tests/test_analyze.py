@@ -86,6 +86,9 @@ def test_the_command_refuses_unknown_analyses_before_loading():
   done = command("--workdir=/nonexistent/run", "--analysis=lesion,bogus")
   assert done.returncode != 0
   assert "unknown analyses ['bogus']" in done.stderr and "FileNotFoundError" not in done.stderr
+  done = command("--workdir=/nonexistent/run", "--analysis=paths", "--path_window=17,5")
+  assert done.returncode != 0
+  assert "path_window must be (lo, hi)" in done.stderr and "FileNotFoundError" not in done.stderr
 
 
 def test_paths_on_a_plain_net_are_skipped_and_say_why(workdirs, loaded_splits):

@@ -11,8 +11,9 @@ path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
            did, each on a fresh random batch, and exact per-length sums).
 
-All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
-integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
+All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images
+(finite: NaN or inf pixels are refused, naming the images) and integer labels, and compile once
+per model and chunk shape (masks, routes and orders are traced).
 """
 from resnet_jax.analysis._common import random_batches
 from resnet_jax.analysis.lesion import (
