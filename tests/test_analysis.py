@@ -90,6 +90,48 @@ def loss_grad_at_block_input(model, variables, images, labels):
   return np.asarray(jax.jit(jax.grad(loss))(jnp.zeros(shape)))
 
 
+# --------------------------------------------------------------------------------- bad images
+
+def _every_analysis(model, variables, labels, key):
+  """Each analysis of the package as a function of the images alone."""
+  n = model.num_blocks
+  return {
+      "lesion_logits": lambda x: analysis.lesion_logits(model, variables, x, np.ones((1, n))),
+      "lesion_errors": lambda x: analysis.lesion_errors(model, variables, x, labels,
+                                                        np.ones((1, n))),
+      "lesion_single": lambda x: analysis.lesion_single(model, variables, x, labels),
+      "lesion_k": lambda x: analysis.lesion_k(model, variables, x, labels, [1], 2, key),
+      "lesion_reorder": lambda x: analysis.lesion_reorder(model, variables, x, labels, [0], 2,
+                                                          key),
+      "response_std": lambda x: analysis.response_std(model, variables, x),
+      "single_path_gradient": lambda x: analysis.single_path_gradient(model, variables, x,
+                                                                      labels, np.ones(n)),
+      "sampled_path_gradients": lambda x: analysis.sampled_path_gradients(
+          model, variables, x, labels, key, samples_per_length=1),
+      "exact_path_gradients": lambda x: analysis.exact_path_gradients(model, variables, x,
+                                                                      labels),
+  }
+
+
+ANALYSES = ("lesion_logits", "lesion_errors", "lesion_single", "lesion_k", "lesion_reorder",
+            "response_std", "single_path_gradient", "sampled_path_gradients",
+            "exact_path_gradients")
+
+
+@pytest.mark.parametrize("name", ANALYSES)
+def test_every_analysis_rejects_non_finite_images(name):
+  # Before: lesions of NaN images returned 0.875 (argmax of NaN logits is class 0) and path
+  # gradients norms of exactly 0. The check runs before anything compiles.
+  model, variables, images, labels = make_net("resnet14")
+  bad = np.array(images)
+  bad[1, 2, 3, 0] = np.nan
+  bad[3, 0, 0, :] = np.inf
+  call = _every_analysis(model, variables, labels, jax.random.key(0))[name]
+  with pytest.raises(ValueError, match=r"images hold 4 non-finite values \(NaN or inf\) in 2 "
+                     r"of 4 images, at indices \[1, 3\]"):
+    call(bad)
+
+
 # ---------------------------------------------------------------------------------------- paths
 
 def test_exact_path_gradients_match_brute_force_over_all_routes(net):
@@ -152,6 +194,54 @@ def test_sampled_path_gradients(monkeypatch):
   assert not np.allclose(other.norms[2:5], res.norms[2:5])
 
 
+def test_random_batches():
+  batches = analysis.random_batches(jax.random.key(0), 50, 10, 4)
+  assert batches.shape == (50, 4) and batches.min() >= 0 and batches.max() < 10
+  assert all(len(set(row)) == 4 for row in batches.tolist())  # no image twice in a batch
+  assert len({tuple(row) for row in batches.tolist()}) > 40  # fresh batches, not one repeated
+  np.testing.assert_array_equal(batches, analysis.random_batches(jax.random.key(0), 50, 10, 4))
+  assert not np.array_equal(batches, analysis.random_batches(jax.random.key(1), 50, 10, 4))
+  # Every image turns up about equally often: 50 * 4 / 10 = 20 times each.
+  assert np.bincount(batches.ravel(), minlength=10).min() >= 8
+  with pytest.raises(ValueError, match="at least 5 images"):
+    analysis.random_batches(jax.random.key(0), 1, 4, 5)
+
+
+def test_sampled_path_gradients_on_a_fresh_batch_per_path(monkeypatch):
+  # Veit's protocol: every sampled path gets its own random batch of the images given.
+  model, variables, images, labels = make_net("resnet14", batch=8)
+  key = jax.random.key(7)
+  with monkeypatch.context() as mp:
+    one_trace_only(mp, path_gradients, "_batch_route_sq_norms")
+    res = analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                          samples_per_length=2, batch_size=3)
+    other = analysis.sampled_path_gradients(model, variables, images, labels,
+                                            jax.random.key(8), samples_per_length=2,
+                                            batch_size=3)  # raises if it retraced
+  assert res.batches.shape == (7, 2, 3) and res.routes.shape == (7, 2, 6)
+  assert not np.array_equal(res.batches, other.batches)
+  assert len({tuple(b) for b in res.batches.reshape(-1, 3).tolist()}) > 7
+  np.testing.assert_array_equal(res.routes.sum(-1), np.repeat(np.arange(7)[:, None], 2, 1))
+  # Each norm is that of the single-path gradient of its route on its own three images.
+  for k, s in itertools.product(range(7), range(2)):
+    batch = res.batches[k, s]
+    g = analysis.single_path_gradient(model, variables, images[batch], labels[batch],
+                                      res.routes[k, s].astype(int))
+    np.testing.assert_allclose(res.norms[k, s], np.linalg.norm(g), rtol=1e-5)
+  # Reproducible from the key, whatever the chunking; the routes are the fixed protocol's.
+  chunked = analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                            samples_per_length=2, batch_size=3, max_batch=2)
+  np.testing.assert_array_equal(chunked.batches, res.batches)
+  np.testing.assert_allclose(chunked.norms, res.norms, rtol=1e-5)
+  fixed = analysis.sampled_path_gradients(model, variables, images[:3], labels[:3], key,
+                                          samples_per_length=2)
+  np.testing.assert_array_equal(fixed.routes, res.routes)
+  assert fixed.batches is None
+  with pytest.raises(ValueError, match="at least 9 images"):
+    analysis.sampled_path_gradients(model, variables, images, labels, key,
+                                    samples_per_length=2, batch_size=9)
+
+
 @pytest.mark.parametrize("n", [0, 6, 54, 1000])
 def test_path_length_distribution(n):
   dist = analysis.path_length_distribution(n)
@@ -187,6 +277,31 @@ def test_effective_paths_hand_made():
   assert analysis.effective_paths(total, 0.9) == (1, 3)
   assert analysis.effective_paths(total, 1.0) == (1, 4)
   assert analysis.effective_paths([2.0, 0.0, 2.0], 1.0) == (0, 2)
+
+
+def test_window_share_checks_veits_window_directly():
+  total = [0.0, 1.0, 5.0, 3.0, 1.0, 0.0]
+  assert analysis.window_share(total, (2, 3)) == 0.8
+  assert analysis.window_share(total, (0, 5)) == 1.0
+  assert analysis.window_share(total, (4, 40)) == 0.1  # no paths past n: they hold nothing
+  assert analysis.window_share(total, (7, 9)) == 0.0
+  # A curve like Veit's Fig. 6c: T(k) = C(54, k) r^k, single-path gradients falling by a factor 4
+  # per block. The shortest window holding 90% is 6-15, which can never say "5-17"; the share of
+  # 5-17 itself is what checks the claim that "almost all" of the gradient comes from there.
+  veit = special.comb(54, np.arange(55)) * 0.25 ** np.arange(55)
+  assert analysis.effective_paths(veit, 0.9) == (6, 15)
+  assert 0.97 < analysis.window_share(veit, (5, 17)) < 0.98
+  # Veit et al.: paths of length 5-17 are 0.45% of all paths.
+  share = analysis.window_share(analysis.path_length_distribution(54), (5, 17))
+  assert round(100 * share, 2) == 0.45
+
+
+@pytest.mark.parametrize("window", [(3, 2), (-1, 2), (1.5, 3), (1,), "1-3", (1, 2, 3)])
+def test_window_share_rejects_bad_windows(window):
+  with pytest.raises(ValueError, match="window"):
+    analysis.window_share([1.0, 2.0, 3.0], window)
+  with pytest.raises(ValueError, match="zero"):
+    analysis.window_share([0.0, 0.0], (0, 1))
 
 
 @pytest.mark.parametrize("total,fraction", [
@@ -347,6 +462,21 @@ def test_lesion_rejects_bad_input():
     analysis.lesion_reorder(model, variables, images, labels, [1], 2, jax.random.key(0))
   with pytest.raises(ValueError, match="max_batch"):
     analysis.lesion_single(model, variables, images, labels, max_batch=0)
+
+
+def test_lesion_damage_is_the_share_of_the_way_to_chance():
+  # Ten classes: chance error 0.9. Intact 0.1, one-block deletions 0.1 and 0.5: on average 0.2 of
+  # the 0.8 points to chance, 25%.
+  assert analysis.lesion_damage([0.1, 0.5], 0.1, 10) == pytest.approx(0.25)
+  assert analysis.lesion_damage([0.1, 0.1], 0.1, 10) == 0.0
+  assert analysis.lesion_damage([0.9, 0.9], 0.1, 10) == pytest.approx(1.0)
+  # A net at chance cannot get worse; a slope or a plain increase would call it robust.
+  assert np.isnan(analysis.lesion_damage([0.9, 0.9], 0.88, 10))
+  assert np.isnan(analysis.lesion_damage([0.45], 0.45, 2))  # 90% of chance 0.5
+  with pytest.raises(ValueError, match="num_classes"):
+    analysis.lesion_damage([0.1], 0.1, 1)
+  with pytest.raises(ValueError, match="finite"):
+    analysis.lesion_damage([np.nan], 0.1, 10)
 
 
 # ------------------------------------------------------------------------------------ responses

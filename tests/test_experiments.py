@@ -66,7 +66,7 @@ def test_demo_smoke_runs_the_whole_pipeline(tmp_path):
   assert set(summary["models"]) == {"plain8", "resnet14"}
   r14 = summary["models"]["resnet14"]
   assert r14["test_error_at_best_val"]["n"] == 2
-  assert "lesion_slope" in r14 and len(r14["effective_paths_exact"]) == 2
+  assert "lesion_one_block_damage" in r14 and len(r14["effective_paths_exact"]) == 2
   assert "effective_paths_sampled" not in summary["models"]["plain8"]  # plain nets have no paths
   report = (tmp_path / "report.md").read_text()
   assert "| resnet14 |" in report and "effective paths" in report

@@ -1,4 +1,6 @@
 """Each figure function runs on small fake inputs and writes a PNG and an SVG."""
+import os
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -65,9 +67,7 @@ def test_lesion_k_and_reorder(tmp_path):
     plots.plot_lesion_k_and_reorder()
 
 
-def test_path_figures(tmp_path):
-  _assert_written(plots.plot_path_length_distribution(54, tmp_path / "dist"), tmp_path / "dist")
-  n = 6
+def _path_results(n=6):
   lengths = np.arange(n + 1)
   counts = analysis.path_counts(n)
   mean_norm = 0.5 ** lengths
@@ -76,11 +76,63 @@ def test_path_figures(tmp_path):
       mean_norm=mean_norm, std_norm=np.zeros(n + 1), num_paths=counts, total=counts * mean_norm)
   exact = analysis.ExactPathGradients(lengths=lengths, grads=np.zeros((n + 1, 1, 2, 2, 1)),
                                       norm=0.5 * counts * mean_norm, num_paths=counts)
+  return sampled, exact
+
+
+def test_path_figures(tmp_path):
+  _assert_written(plots.plot_path_length_distribution(54, tmp_path / "dist"), tmp_path / "dist")
+  sampled, exact = _path_results()
   fig = plots.plot_path_gradients(sampled, tmp_path / "fig6", exact=exact)
   _assert_written(fig, tmp_path / "fig6")
-  assert len(fig.axes) == 3
-  plots.plot_path_gradients(exact=exact)
+  assert len(fig.axes) == 4
+  assert len(plots.plot_path_gradients(exact=exact).axes) == 3
+  assert len(plots.plot_path_gradients(sampled).axes) == 3
   with pytest.raises(ValueError):
     plots.plot_path_gradients()
   with pytest.raises(ValueError, match="fraction"):
     plots.plot_path_gradients(sampled, fraction=0.0)
+
+
+def test_path_gradient_panels_say_what_they_plot():
+  # Before, T(k) and ||G(k)|| were both drawn normalised as a "share of total"; the G(k) add up to
+  # the gradient, their norms do not. Now each is drawn as it is, on its own axis, named.
+  sampled, exact = _path_results()
+  fig = plots.plot_path_gradients(sampled, exact=exact)
+  veit, norm = fig.axes[2], fig.axes[3]
+  np.testing.assert_allclose(veit.lines[0].get_ydata(), sampled.total)
+  np.testing.assert_allclose(norm.lines[0].get_ydata(), exact.norm)
+  assert veit.get_ylabel().startswith("T(k) = C(n,k) E||g_path(k)||")
+  assert norm.get_ylabel().startswith("||G(k)||")
+  assert not any("share" in ax.get_ylabel() for ax in fig.axes)
+  # The band's rule is in the legend: the shortest window holding 90% of T(k).
+  lo, hi = analysis.effective_paths(sampled.total, 0.9)
+  labels = [t.get_text() for t in veit.get_legend().get_texts()]
+  assert labels == [f"shortest window holding 90% of T(k): lengths {lo}-{hi}"]
+  exact_only = plots.plot_path_gradients(exact=exact, fraction=0.5)
+  text = exact_only.axes[2].get_legend().get_texts()[0].get_text()
+  assert text.startswith("shortest window holding 50% of sum_k ||G(k)||")
+
+
+def _analysis(residual=True):
+  sampled, exact = _path_results()
+  out = {"residual": residual, "num_blocks": 6, "response_std": {"stem": 1.0, "l1": 0.5},
+         "lesion_single": [0.1] * 6, "lesion_baseline": 0.1}
+  if residual:
+    out.update(paths_sampled=vars(sampled), paths_exact=vars(exact))
+  return out
+
+
+def test_plot_runs_removes_figures_no_result_backs(tmp_path):
+  figures = tmp_path / "figures"
+  written = plots.plot_runs({"resnet14": _history(0.0)}, {"resnet14": _analysis()}, str(figures))
+  assert {os.path.basename(w) for w in written} == {
+      "training_curves.png", "response_std.png", "lesion_single.png", "path_lengths.png",
+      "path_gradients.png"}
+  (figures / "notes.txt").write_text("mine")
+  # Redrawn from results without the paths: their figures go, other files stay.
+  plots.plot_runs({"resnet14": _history(0.0)}, {"resnet14": _analysis(residual=False)},
+                  str(figures))
+  assert sorted(p.name for p in figures.iterdir()) == sorted(
+      ["notes.txt"] + [f"{stem}{suffix}" for stem in ("training_curves", "response_std",
+                                                      "lesion_single")
+                       for suffix in (".png", ".svg")])

@@ -17,6 +17,9 @@ from matplotlib.figure import Figure
 from resnet_jax.analysis import effective_paths, path_length_distribution
 
 _SUFFIXES = (".png", ".svg")
+# What `plot_runs` may write into a figures directory, and so may remove when nothing backs it.
+RUN_FIGURES = ("training_curves", "response_std", "lesion_single", "lesion_k_reorder",
+               "path_lengths", "path_gradients")
 
 
 def _figure(ncols: int, nrows: int = 1, width: float = 4.5, height: float = 3.4) -> Figure:
@@ -184,45 +187,54 @@ def _draw_distribution(ax, num_blocks: int) -> None:
 
 def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = None, *,
                         exact: Any = None, fraction: float = 0.9) -> Figure:
-  """Veit et al. Fig. 6: path lengths (a), gradient per path (b), total gradient per length (c).
+  """Veit et al. Fig. 6: path lengths (a), gradient per path (b), gradient per path length.
 
   (b) is Veit's mean single-path norm E||g_path(k)|| (sampled) and, if `exact` is given, the norm
-  of the mean path gradient ||G(k)|| / C(n, k) (dashed; <= the former). (c) is Veit's total
-  T(k) = C(n, k) E||g_path(k)|| and/or the exact ||G(k)||, the norm of the summed gradient; each is
-  normalised to sum 1 so that both fit one axis. The shaded band is the effective range holding
-  `fraction` of the first of them given (`analysis.effective_paths`).
+  of the mean path gradient ||G(k)|| / C(n, k) (dashed; <= the former). Then, each on its own
+  axis: Veit's total T(k) = C(n, k) E||g_path(k)||, a sum of norms over the paths of length k (if
+  `sampled` is given), and the exact ||G(k)||, the norm of the gradient summed over the paths of
+  length k (if `exact` is given). The G(k) add up to the gradient, their norms do not add up to
+  its norm: ||G(k)|| is drawn as it is, not as a share of a total. The shaded band is the
+  shortest window of lengths holding `fraction` of T (`analysis.effective_paths`), or of
+  sum_k ||G(k)|| when only `exact` is given; the legend names the rule.
 
   Args:
     sampled: an `analysis.SampledPathGradients`, or None.
     exact: an `analysis.ExactPathGradients`, or None.
+  Returns:
+    A Figure with 3 panels (one of the two results) or 4 (both).
   Raises:
     ValueError: both None, or fraction outside (0, 1].
   """
   if sampled is None and exact is None:
     raise ValueError("give a sampled_path_gradients result, an exact_path_gradients one, or both")
   n = sampled.num_blocks if sampled is not None else int(exact.lengths[-1])
-  fig = _figure(3)
-  ax_a, ax_b, ax_c = fig.subplots(1, 3)
+  curves = []  # (title, y label, what the band's rule sums, lengths, values): a panel each
+  if sampled is not None:
+    curves.append(("Veit's total per path length", "T(k) = C(n,k) E||g_path(k)||", "T(k)",
+                   sampled.lengths, sampled.total))
+  if exact is not None:
+    curves.append(("norm of the summed gradient (exact)", "||G(k)||,  G(k) = sum_{|p|=k} g_p",
+                   "sum_k ||G(k)||", exact.lengths, exact.norm))
+  fig = _figure(2 + len(curves))
+  ax_a, ax_b, *panels = fig.subplots(1, 2 + len(curves))
   _draw_distribution(ax_a, n)
-  curves = []
   if sampled is not None:
     ax_b.plot(sampled.lengths, sampled.mean_norm, "o-", markersize=3, label="E||g_path|| (sampled)")
-    curves.append(("T(k) = C(n,k) E||g_path|| (Veit)", sampled.lengths, sampled.total))
   if exact is not None:
     ax_b.plot(exact.lengths, exact.norm / exact.num_paths, "--", label="||G(k)|| / C(n,k) (exact)")
-    curves.append(("||G(k)||, summed gradient (exact)", exact.lengths, exact.norm))
   ax_b.set(title="gradient magnitude per path", xlabel="path length", ylabel="gradient norm",
            yscale="log")
   ax_b.legend(fontsize="small")
-  for label, lengths, total in curves:
-    ax_c.plot(lengths, total / np.sum(total), "o-", markersize=3, label=label)
-  label, lengths, total = curves[0]
-  lo, hi = effective_paths(total, fraction)
-  ax_c.axvspan(lengths[lo] - 0.5, lengths[hi] + 0.5, color="C2", alpha=0.2,
-               label=f"{fraction:.0%} of the first: lengths {lengths[lo]}-{lengths[hi]}")
-  ax_c.set(title="total gradient magnitude per path length", xlabel="path length",
-           ylabel="share of total")
-  ax_c.legend(fontsize="x-small", loc="best")
+  for i, (ax, (title, ylabel, _, lengths, values)) in enumerate(zip(panels, curves, strict=True)):
+    ax.plot(lengths, values, "o-", color=f"C{i}", markersize=3)
+    ax.set(title=title, xlabel="path length", ylabel=ylabel)
+  _, _, symbol, lengths, values = curves[0]
+  lo, hi = effective_paths(values, fraction)
+  panels[0].axvspan(lengths[lo] - 0.5, lengths[hi] + 0.5, color="C2", alpha=0.2,
+                    label=f"shortest window holding {fraction:.0%} of {symbol}: "
+                    f"lengths {lengths[lo]}-{lengths[hi]}")
+  panels[0].legend(fontsize="x-small", loc="best")
   return _finish(fig, path)
 
 
@@ -243,7 +255,8 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     analyses: model -> its analysis.json dict (`resnet_jax.analyze`), for the models analysed.
     figures_dir: where the PNG and SVG files go.
   The k-deletion, reorder and path figures show one model: the last residual one that has them
-  (the deepest, in the experiments' order), else the last one.
+  (the deepest, in the experiments' order), else the last one. Files of RUN_FIGURES that this call
+  did not draw are removed: no figure outlives the results it was drawn from.
   """
   written = []
 
@@ -272,4 +285,15 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     plot_path_length_distribution(a["num_blocks"], out("path_lengths"))
     plot_path_gradients(as_namespace(a["paths_sampled"]), out("path_gradients"),
                         exact=as_namespace(a["paths_exact"]))
+  _remove_stale(figures_dir, written)
   return written
+
+
+def _remove_stale(figures_dir: str, written: Sequence[str]) -> None:
+  """Removes the PNG and SVG files of RUN_FIGURES that are not among `written`."""
+  kept = {os.path.splitext(os.path.basename(w))[0] for w in written}
+  for stem in RUN_FIGURES:
+    for suffix in _SUFFIXES:
+      target = os.path.join(figures_dir, stem + suffix)
+      if stem not in kept and os.path.exists(target):
+        os.remove(target)

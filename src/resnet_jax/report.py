@@ -6,7 +6,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from resnet_jax import metrics_io, plots
+from resnet_jax import analysis, metrics_io, plots
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
@@ -20,9 +20,15 @@ def _stats(values: list[float]) -> dict[str, float]:
           "n": int(a.size)}
 
 
-def lesion_slope(lesion_k: dict[str, Any]) -> float:
-  """Least-squares slope of mean error vs number of deleted blocks (error per deleted block)."""
-  return float(np.polyfit(np.asarray(lesion_k["ks"], float), np.asarray(lesion_k["mean"]), 1)[0])
+def one_block_lesion(result: dict[str, Any]) -> tuple[float, float | None]:
+  """(mean error increase from deleting one block, that increase as a share of the way from the
+  intact error to chance) of one analysis.json; the share is None for a net at chance or where
+  the number of classes is not recorded (`analysis.lesion_damage`)."""
+  single, intact = np.asarray(result["lesion_single"], np.float64), result["lesion_baseline"]
+  damage = float("nan")
+  if result.get("num_classes"):
+    damage = analysis.lesion_damage(single, intact, result["num_classes"])
+  return float(single.mean() - intact), None if np.isnan(damage) else damage
 
 
 def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -36,8 +42,10 @@ def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
       "wall_time_s": float(sum(r["wall_time_s"] for r in res)),
   }
   first = per_seed[0].get("analysis", {})
-  if "lesion_k" in first:
-    entry["lesion_slope"] = _stats([lesion_slope(r["analysis"]["lesion_k"]) for r in per_seed])
+  if "lesion_single" in first:
+    lesions = [one_block_lesion(r["analysis"]) for r in per_seed]
+    entry["lesion_one_block_increase"] = _stats([increase for increase, _ in lesions])
+    entry["lesion_one_block_damage"] = _stats([damage for _, damage in lesions])
   for kind in ("sampled", "exact"):
     if f"effective_paths_{kind}" in first:
       entry[f"effective_paths_{kind}"] = [r["analysis"][f"effective_paths_{kind}"]
@@ -71,20 +79,36 @@ def _ranges(entry: dict[str, Any], key: str) -> str:
   return ", ".join(f"{lo}–{hi}" for lo, hi in entry.get(key, [])) or "n/a"
 
 
+def _one_block(entry: dict[str, Any]) -> str:
+  if "lesion_one_block_increase" not in entry:
+    return "n/a"
+  increase, damage = entry["lesion_one_block_increase"], entry["lesion_one_block_damage"]
+  share = "n/a: at chance" if damage["median"] is None else f"{100 * damage['median']:.0f}%"
+  return f"{100 * increase['median']:+.2f} ({share})"
+
+
 def _analysis_table(summary: dict[str, Any]) -> list[str]:
   extra = [(m, e) for m, e in summary["models"].items()
-           if "lesion_slope" in e or "effective_paths_sampled" in e]
+           if "lesion_one_block_increase" in e or "effective_paths_sampled" in e]
   if not extra:
     return []
-  lines = ["", "| model | lesion slope (error %/deleted block) | effective paths, Veit's "
-           "sampled T(k) | effective paths, exact ‖G(k)‖ |", "|---|---|---|---|"]
+  lines = ["", "| model | deleting one block: error increase, points (share of the way to "
+           "chance) | effective paths, Veit's sampled T(k) | effective paths, exact ‖G(k)‖ |",
+           "|---|---|---|---|"]
   for model, e in extra:
-    slope = e.get("lesion_slope")
-    slope_text = f"{100 * slope['median']:.2f}" if slope else "n/a"
-    lines.append(f"| {model} | {slope_text} | {_ranges(e, 'effective_paths_sampled')} | "
+    lines.append(f"| {model} | {_one_block(e)} | {_ranges(e, 'effective_paths_sampled')} | "
                  f"{_ranges(e, 'effective_paths_exact')} |")
-  return lines + ["", "Effective paths: the shortest range of path lengths (in blocks) holding "
-                  "90% of the total gradient magnitude (Veit et al. 2016, Fig. 6c)."]
+  return lines + [
+      "", "Deleting one block (Veit et al. 2016, Fig. 3): the mean over blocks of the test error "
+      "after deleting that block alone minus the intact net's error, in percentage points; in "
+      "parentheses the same increase as a share of the intact net's distance to chance error "
+      "(1 − 1/classes): 0% no effect, 100% down to chance. A net that is already at chance (intact "
+      "error ≥ 90% of chance) cannot get worse, which says nothing of its robustness: n/a.", "",
+      "Effective paths: the shortest window of path lengths (in blocks) holding 90% of Veit's "
+      "T(k) = C(n,k)·E‖g_path(k)‖ (Veit et al. 2016, Fig. 6c), and of Σₖ‖G(k)‖, the norms of "
+      "the exact per-length gradients (which add up to the gradient; their norms do not add up "
+      "to its norm). Each run's analysis.json gives the share of Veit's own window, 5–17 blocks, "
+      "under `path_windows`."]
 
 
 def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> None:

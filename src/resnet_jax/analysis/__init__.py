@@ -3,19 +3,24 @@
 responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output before
            ReLU/addition), in layer order and sorted.
 lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
-           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass.
-paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths.
+           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass; the
+           damage of deleting one block, as a share of the way to chance.
+paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths (the
+           shortest window holding a fraction) and the share of any window of lengths.
 path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
-           did, and exact per-length sums).
+           did, each on a fresh random batch, and exact per-length sums).
 
-All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images and
-integer labels, and compile once per model and chunk shape (masks, routes and orders are traced).
+All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC float images
+(finite: NaN or inf pixels are refused, naming the images) and integer labels, and compile once
+per model and chunk shape (masks, routes and orders are traced).
 """
+from resnet_jax.analysis._common import random_batches
 from resnet_jax.analysis.lesion import (
     LesionK,
     LesionReorder,
     kendall_tau,
+    lesion_damage,
     lesion_errors,
     lesion_k,
     lesion_logits,
@@ -31,14 +36,19 @@ from resnet_jax.analysis.path_gradients import (
     single_path_gradient,
     single_path_gradients,
 )
-from resnet_jax.analysis.paths import effective_paths, path_counts, path_length_distribution
+from resnet_jax.analysis.paths import (
+    effective_paths,
+    path_counts,
+    path_length_distribution,
+    window_share,
+)
 from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [
     "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
     "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
-    "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder", "lesion_single",
-    "path_counts", "path_length_distribution", "response_layer_names", "response_std",
-    "sampled_path_gradients", "single_path_gradient", "single_path_gradients",
-    "sorted_response_std",
+    "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder",
+    "lesion_single", "path_counts", "path_length_distribution", "random_batches",
+    "response_layer_names", "response_std", "sampled_path_gradients", "single_path_gradient",
+    "single_path_gradients", "sorted_response_std", "window_share",
 ]

@@ -31,11 +31,23 @@ def eval_variables(variables: Mapping[str, Any]) -> dict:
 
 
 def check_images(images: Any) -> jax.Array:
+  """images [N, H, W, C] as a float jax.Array, if N >= 1 and every value is finite.
+
+  Non-finite pixels must not reach the analyses: argmax of NaN logits is class 0 (a lesion error
+  of 1 - share of class 0) and NaN gradients have norms that read as 0, so a corrupt input would
+  come back as plausible numbers.
+  """
   images = jnp.asarray(images)
   if images.ndim != 4 or images.shape[0] < 1:
     raise ValueError(f"images must be [N, H, W, C] with N >= 1, got shape {images.shape}")
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(f"images must be floating point, got {images.dtype}")
+  bad = np.asarray(jnp.sum(~jnp.isfinite(images), axis=(1, 2, 3)))  # [N] per-image counts
+  if bad.any():
+    where = np.flatnonzero(bad)
+    shown = ", ".join(str(i) for i in where[:10]) + (", ..." if where.size > 10 else "")
+    raise ValueError(f"images hold {int(bad.sum())} non-finite values (NaN or inf) in "
+                     f"{where.size} of {images.shape[0]} images, at indices [{shown}]")
   return images
 
 
@@ -96,6 +108,28 @@ def random_subsets(key: jax.Array, sizes: np.ndarray, samples: int, n: int) -> n
   u = np.asarray(jax.random.uniform(key, (sizes.size, samples, n)))
   ranks = np.argsort(np.argsort(u, axis=-1), axis=-1)
   return ranks < sizes[:, None, None]
+
+
+def random_batches(key: jax.Array, num_batches: int, num_images: int,
+                   batch_size: int) -> np.ndarray:
+  """[num_batches, batch_size] int64: independent uniform random batches of image indices.
+
+  Each row holds batch_size distinct indices of range(num_images) in random order (a batch drawn
+  without repeats, as from a shuffled epoch); rows are independent of one another. The draw is a
+  numpy Generator seeded by the key's data: reproducible from the key, and fast for a small batch
+  from a large split (a JAX permutation of every row of 50,000 indices takes minutes on a CPU).
+
+  Raises:
+    ValueError: num_batches < 1, batch_size < 1, or batch_size > num_images.
+  """
+  num_batches = check_count(num_batches, "num_batches")
+  batch_size = check_count(batch_size, "batch_size")
+  if batch_size > num_images:
+    raise ValueError(f"a batch of {batch_size} distinct images needs at least {batch_size} "
+                     f"images, got {num_images}")
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+  return np.stack([rng.choice(num_images, batch_size, replace=False)
+                   for _ in range(num_batches)]).astype(np.int64)
 
 
 def pad_rows(x: Any, size: int, fill: float = 0) -> jax.Array:
@@ -179,3 +213,34 @@ def run_chunked(fn, rows, pad_row, images, labels, max_batch: int, reduce: bool)
       part = np.concatenate(parts, axis=1)[:, :images.shape[0]]
     out.append(part[:count])
   return np.concatenate(out, axis=0)
+
+
+def run_batched_rows(fn, rows: jax.Array, batches: np.ndarray, images: jax.Array,
+                     labels: jax.Array, max_batch: int) -> np.ndarray:
+  """Like `run_chunked` (reduce=True), but row r runs on its own batch images[batches[r]].
+
+  Args:
+    fn: called as fn(images, labels, weights, rows) with [row_chunk, image_chunk, ...] images,
+      [row_chunk, image_chunk] labels, [image_chunk] 0/1 weights (0 = padding) and
+      [row_chunk, ...] rows; returns [row_chunk] per-row sums over the images.
+    rows: [R, ...] array.
+    batches: [R, B] int indices into images and labels.
+    images, labels: [N, ...] and [N].
+    max_batch: budget of rows x batch images per call (see `split_budget`).
+  Returns:
+    [R] float64 sums over each row's batch; extra rows (copies of the last) are dropped.
+  """
+  num_rows, batch = batches.shape
+  row_chunk, image_chunk = split_budget(num_rows, batch, max_batch)
+  pending = []  # device arrays; converted at the end so that dispatch stays asynchronous
+  for start in range(0, num_rows, row_chunk):
+    index = np.minimum(np.arange(start, start + row_chunk), num_rows - 1)
+    for first in range(0, batch, image_chunk):
+      cols = np.arange(first, first + image_chunk)
+      picked = jnp.asarray(batches[index][:, np.minimum(cols, batch - 1)])
+      pending.append((start, fn(jnp.take(images, picked, axis=0), labels[picked],
+                                jnp.asarray(cols < batch, jnp.float32), rows[index])))
+  out = np.zeros(num_rows + row_chunk)
+  for start, part in pending:
+    out[start:start + row_chunk] += np.asarray(part, np.float64)
+  return out[:num_rows]

@@ -126,6 +126,40 @@ def lesion_single(model: Any, variables: Mapping[str, Any], images: Any, labels:
   return lesion_errors(model, variables, images, labels, gates, max_batch=max_batch)
 
 
+# An intact net whose error is at least this share of the chance error counts as at chance.
+AT_CHANCE = 0.9
+
+
+def lesion_damage(single_errors: Any, intact_error: float, num_classes: int) -> float:
+  """How much deleting one block hurts: the share of the way from the intact error to chance.
+
+  mean_b (e_b - e_0) / (c - e_0), with e_b the error after deleting block b (`lesion_single`), e_0
+  the intact net's error and c = 1 - 1 / num_classes the error of guessing. 0: deleting a block
+  changes nothing on average; 1: it sends the net to chance. A slope of error vs deleted blocks,
+  or the plain increase e_b - e_0, ranks a net already at chance as the most robust (nothing can
+  make it worse); such a net has no damage to measure, and gets nan.
+
+  Args:
+    single_errors: [num_blocks] error fractions of `lesion_single`.
+    intact_error: the error of the intact net, in [0, 1].
+    num_classes: classes of the task (>= 2).
+  Returns:
+    The mean damage (may exceed 1, or fall below 0 where deleting a block helps), or nan when
+    e_0 >= AT_CHANCE * c.
+  Raises:
+    ValueError: empty or non-finite errors, num_classes < 2.
+  """
+  errors = np.asarray(single_errors, np.float64).reshape(-1)
+  num_classes = _common.check_count(num_classes, "num_classes", minimum=2)
+  if errors.size == 0 or not np.all(np.isfinite(errors)) or not np.isfinite(intact_error):
+    raise ValueError("single_errors must be a non-empty list of finite errors, and "
+                     "intact_error finite")
+  chance = 1.0 - 1.0 / num_classes
+  if intact_error >= AT_CHANCE * chance:
+    return float("nan")
+  return float(np.mean(errors - intact_error) / (chance - intact_error))
+
+
 @dataclasses.dataclass(frozen=True)
 class LesionK:
   """Error vs the number k of randomly deleted blocks (Veit et al. Fig. 5a).

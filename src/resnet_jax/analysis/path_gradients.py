@@ -8,7 +8,8 @@ the backward pass is routed):
 
 * `sampled_path_gradients` is Veit's protocol: the mean L2 norm E||g_path|| of single-path
   gradients over random paths of length k, and his total T(k) = C(n, k) * E||g_path(k)||, a sum of
-  *norms* over paths.
+  *norms* over paths. Veit draws a fresh random batch of training images for every sampled path
+  (`batch_size`); one fixed batch for every path is the other option.
 * `exact_path_gradients` is exact and cheap: the gradient summed over all C(n, k) paths of each
   length, G(k) = sum_{|p| = k} g_p, in one forward/backward pass of (n+1) stacked batch copies
   (`BlockControls.path_stack`), and ||G(k)||, the *norm of the summed* gradient. By the triangle
@@ -74,6 +75,21 @@ def _route_sq_norms_impl(model, variables, inv_total, images, labels, weights, r
   return jnp.sum(jnp.square(g), axis=tuple(range(1, g.ndim)))
 
 
+def _batch_route_sq_norms_impl(model, variables, inv_total, images, labels, weights, routes):
+  """[R] squared L2 norms of single-path gradients, route r on its own images.
+
+  The gradient at the block input is per image (eval BN), so a batch's squared norm is the sum
+  over its images: chunks of a batch add up exactly.
+
+  Args:
+    images: [R, B, H, W, C], row r the images of route r; labels [R, B]; weights [B], 0 for
+      padding; routes [R, num_blocks].
+  """
+  def one(x, y, route):
+    return _route_sq_norms_impl(model, variables, inv_total, x, y, weights, route[None])[0]
+  return jax.vmap(one)(images, labels, routes)
+
+
 def _exact_grads_impl(model, variables, inv_total, images, labels, weights, rows):
   """[1, N, K, H, W, C]: gradient summed over the paths of each length k = 0..n (K = n+1).
 
@@ -94,6 +110,7 @@ def _exact_grads_impl(model, variables, inv_total, images, labels, weights, rows
 # Module attributes, looked up at call time, so that tests can swap in trace-counting versions.
 _route_grads = jax.jit(_route_grads_impl, static_argnums=0)
 _route_sq_norms = jax.jit(_route_sq_norms_impl, static_argnums=0)
+_batch_route_sq_norms = jax.jit(_batch_route_sq_norms_impl, static_argnums=0)
 _exact_grads = jax.jit(_exact_grads_impl, static_argnums=0)
 
 
@@ -171,6 +188,9 @@ class SampledPathGradients:
     std_norm: [L] its std over samples (ddof = 0).
     num_paths: [L] C(n, k), float64.
     total: [L] T(k) = C(n, k) * mean_norm, Veit's total gradient magnitude (Fig. 6c).
+    routes: [L, samples, num_blocks] bool, each sampled path (True: through the block's branch).
+    batches: [L, samples, B] indices into the images given of each path's batch, or None when
+      every path ran on all of them.
   """
   num_blocks: int
   lengths: np.ndarray
@@ -179,23 +199,37 @@ class SampledPathGradients:
   std_norm: np.ndarray
   num_paths: np.ndarray
   total: np.ndarray
+  routes: np.ndarray | None = None
+  batches: np.ndarray | None = None
 
 
 def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
                            key: jax.Array, *, samples_per_length: int, lengths: Any = None,
+                           batch_size: int | None = None,
                            max_batch: int = _common.DEFAULT_MAX_BATCH) -> SampledPathGradients:
   """Veit's protocol: for each length k, the norms of single-path gradients of random k-paths.
 
-  Each route has exactly k ones at uniformly random blocks. Routes are vmapped in chunks of
-  max(1, max_batch // N) through one compiled function (each route costs a full forward and
-  backward pass of the batch: its forward values are shared, but vmap batches them anyway).
+  Each route has exactly k ones at uniformly random blocks. Veit et al. compute each sampled path
+  on a fresh random batch of training images: give the training images and `batch_size`, and every
+  path gets its own batch of batch_size distinct images drawn from them (`random_batches`, seeded
+  by `key`, so a call is reproducible). With batch_size None every path runs on all the images
+  given (one fixed batch; the gradient is then of the mean loss over all of them).
+
+  Routes (with their batches) are vmapped in chunks of max(1, max_batch // images per path)
+  through one compiled function; each costs a full forward and backward pass of its batch.
 
   Args:
+    images: [N, H, W, C]: the images to draw each path's batch from, or the one batch.
     samples_per_length: routes per length (Veit used about 1,000).
     lengths: lengths to sample, default 0..num_blocks.
+    batch_size: images per path, drawn afresh for every path (Veit: a training batch); None: every
+      path on all N images.
     (other arguments as in `single_path_gradient`.)
+  Returns:
+    SampledPathGradients; its `routes` and `batches` name what each norm was computed on.
   Raises:
-    ValueError: plain net, samples_per_length < 1, lengths outside [0, num_blocks].
+    ValueError: plain net, samples_per_length < 1, lengths outside [0, num_blocks], batch_size < 1
+      or > N, bad images or labels.
   """
   v, images, labels, max_batch, inv_total = _prepare(model, variables, images, labels,
                                                      max_batch)
@@ -203,16 +237,26 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
   lengths = _common.check_counts(np.arange(n + 1) if lengths is None else lengths, "lengths", n)
   samples_per_length = _common.check_count(samples_per_length, "samples_per_length")
   # A route of length k: back-propagate through the branches of a random k-subset of blocks.
-  routes = _common.random_subsets(key, lengths, samples_per_length, n)
-  routes = jnp.asarray(routes.reshape(-1, n), jnp.float32)
-  fn = functools.partial(_route_sq_norms, model, v, inv_total)
-  sq = _common.run_chunked(fn, routes, routes[0], images, labels, max_batch, True)
+  drawn = _common.random_subsets(key, lengths, samples_per_length, n)
+  routes = jnp.asarray(drawn.reshape(-1, n), jnp.float32)
+  batches = None
+  if batch_size is None:
+    fn = functools.partial(_route_sq_norms, model, v, inv_total)
+    sq = _common.run_chunked(fn, routes, routes[0], images, labels, max_batch, True)
+  else:
+    # fold_in: the routes stay those of the fixed-batch protocol for the same key.
+    batches = _common.random_batches(jax.random.fold_in(key, 1), routes.shape[0],
+                                     images.shape[0], batch_size)
+    fn = functools.partial(_batch_route_sq_norms, model, v,
+                           jnp.float32(1.0 / batch_size))  # each path's mean loss
+    sq = _common.run_batched_rows(fn, routes, batches, images, labels, max_batch)
+    batches = batches.reshape(lengths.size, samples_per_length, -1)
   norms = np.sqrt(sq.astype(np.float64)).reshape(lengths.size, samples_per_length)
   mean_norm = norms.mean(axis=1)
   num_paths = path_counts(n)[lengths]
   return SampledPathGradients(num_blocks=n, lengths=lengths, norms=norms, mean_norm=mean_norm,
                               std_norm=norms.std(axis=1), num_paths=num_paths,
-                              total=num_paths * mean_norm)
+                              total=num_paths * mean_norm, routes=drawn, batches=batches)
 
 
 @dataclasses.dataclass(frozen=True)

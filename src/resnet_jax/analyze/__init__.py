@@ -2,23 +2,85 @@
 
   python -m resnet_jax.analyze --workdir=runs/digits_resnet56 --analysis=all
 
-Loads the run's config, test split and latest checkpoint (`runs.load_run`), computes the
-requested analyses on the test images (BN in eval mode), and writes `analysis.json` and the
-figures (`figures/*.png|svg`) into the workdir. Every array in analysis.json is a plain list.
+Loads the run's config, data and latest checkpoint (`runs.load_run`): the test split, and the
+training split only when the path analyses run on it (Veit's protocol, the default). Computes the
+requested analyses (BN in eval mode) and merges them into the workdir's `analysis.json`: a rerun
+of some analyses keeps the others' results if they were computed on the same checkpoint step.
+The figures (`figures/*.png|svg`) are redrawn from the merged results; figures that no result
+backs any more are removed. Every array in analysis.json is a plain list.
 """
 import dataclasses
+import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import analysis, configs, metrics_io, plots, runs
+from resnet_jax import analysis, checkpoint, configs, metrics_io, plots, runs
+from resnet_jax.analyze import _paths
 
 ANALYSES = ("response_std", "lesion", "paths")
 ANALYSIS_FILE = "analysis.json"
+# The keys of analysis.json that each analysis writes: a rerun replaces exactly these.
+RESULT_KEYS = {
+    "response_std": ("response_std",),
+    "lesion": ("lesion_single", "lesion_baseline", "lesion_k", "lesion_reorder"),
+    "paths": ("paths_sampled", "paths_exact", "paths_protocol", "effective_paths_sampled",
+              "effective_paths_exact", "path_windows"),
+}
+# Settings that `configs.analysis_config()` may not have yet, with their defaults: the path
+# analyses draw a fresh random batch of `path_images` training images per sampled path (Veit's
+# protocol); "test" + "fixed" is the earlier protocol (every path on the first test images).
+SETTING_DEFAULTS = {"path_split": "train", "path_batch": "random", "path_window": (5, 17)}
+PATH_SPLITS = ("train", "test")
+PATH_BATCHES = ("random", "fixed")
+PLAIN_NET = ("a plain network has a single path through its blocks; the path analyses need "
+             "residual blocks")
+_log = logging.getLogger(__name__)
+
+
+def check_analyses(analyses: str | Sequence[str]) -> tuple[str, ...]:
+  """The analyses named, in ANALYSES order: "all", a comma-separated string, or a sequence.
+
+  Raises:
+    ValueError: an unknown name or none at all (before anything is loaded).
+  """
+  names = analyses.split(",") if isinstance(analyses, str) else list(analyses)
+  names = [n.strip() for n in names if n.strip()]
+  if names == ["all"]:
+    return ANALYSES
+  unknown = sorted(set(names) - set(ANALYSES))
+  if unknown or not names:
+    raise ValueError(f"unknown analyses {unknown or names}; choose from {', '.join(ANALYSES)} "
+                     "or 'all' (comma-separated)")
+  return tuple(a for a in ANALYSES if a in names)
+
+
+def resolve_settings(settings: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
+  """A copy of `settings` (default `configs.analysis_config()`) with SETTING_DEFAULTS filled in.
+
+  Raises:
+    ValueError: a path_split or path_batch that is not one of PATH_SPLITS, PATH_BATCHES, or a
+      path_window that is not (lo, hi) with 0 <= lo <= hi.
+  """
+  out = configs.analysis_config() if settings is None else ml_collections.ConfigDict(
+      settings.to_dict())
+  for name, value in SETTING_DEFAULTS.items():
+    if name not in out:
+      out[name] = value
+  if out.path_split not in PATH_SPLITS or out.path_batch not in PATH_BATCHES:
+    raise ValueError(f"path_split must be one of {PATH_SPLITS} and path_batch one of "
+                     f"{PATH_BATCHES}, got {out.path_split!r} and {out.path_batch!r}")
+  window = tuple(out.path_window)
+  if len(window) != 2 or not all(isinstance(b, int) for b in window) or \
+      not 0 <= window[0] <= window[1]:
+    raise ValueError(f"path_window must be (lo, hi) with 0 <= lo <= hi, got {window}")
+  out.path_window = window
+  return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -52,41 +114,30 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
   return out
 
 
-def _paths(model, variables, images, labels, settings, key) -> dict[str, Any]:
-  """Veit et al. Fig. 6: gradient by path length, sampled as Veit did and exact."""
-  images, labels = images[:settings.path_images], labels[:settings.path_images]
-  sampled = analysis.sampled_path_gradients(model, variables, images, labels,
-                                            jax.random.fold_in(key, 3),
-                                            samples_per_length=settings.samples_per_length)
-  exact = analysis.exact_path_gradients(model, variables, images, labels)
-  return {"paths_sampled": sampled,
-          # The [n+1, N, H, W, C] per-length gradients stay in memory; their norms are saved.
-          "paths_exact": {f.name: getattr(exact, f.name) for f in dataclasses.fields(exact)
-                          if f.name != "grads"},
-          "effective_paths_sampled": analysis.effective_paths(sampled.total),
-          "effective_paths_exact": analysis.effective_paths(exact.norm)}
-
-
-def compute(model, variables, images, labels, analyses: Sequence[str],
-            settings: ml_collections.ConfigDict | None = None,
-            progress: bool = True) -> dict[str, Any]:
+def compute(model, variables, images, labels, analyses: str | Sequence[str],
+            settings: ml_collections.ConfigDict | None = None, progress: bool = True, *,
+            path_data: tuple[Any, Any] | None = None) -> dict[str, Any]:
   """The requested analyses of one model, as JSON-ready dicts.
 
   Args:
-    analyses: names from ANALYSES. "paths" is skipped for a plain net (it has a single path).
+    images, labels: [N, H, W, C] test images and [N] labels (the first settings.num_images).
+    analyses: names from ANALYSES (or "all"). "paths" is skipped for a plain net (a single
+      path), which the result's "skipped" says.
     settings: `configs.analysis_config()` fields; None for the defaults.
+    path_data: (images, labels) of settings.path_split for the path analyses; None: the test
+      images above (path_split "test" only).
   """
-  unknown = sorted(set(analyses) - set(ANALYSES))
-  if unknown:
-    raise ValueError(f"unknown analyses {unknown}; choose from {ANALYSES} or 'all'")
-  settings = configs.analysis_config() if settings is None else settings
+  names = check_analyses(analyses)
+  settings = resolve_settings(settings)
   if settings.num_images:
     images, labels = images[:settings.num_images], labels[:settings.num_images]
   key = jax.random.key(settings.seed)
-  todo = [a for a in ANALYSES if a in analyses and (a != "paths" or model.is_residual)]
+  skipped = {"paths": PLAIN_NET} if "paths" in names and not model.is_residual else {}
   out: dict[str, Any] = {"num_blocks": model.num_blocks, "block_names": model.block_names(),
-                         "residual": model.is_residual}
-  bar = tqdm.tqdm(todo, desc="analyses", disable=not progress, unit="analysis")
+                         "residual": model.is_residual, "num_classes": model.num_classes,
+                         "skipped": skipped}
+  bar = tqdm.tqdm([a for a in names if a not in skipped], desc="analyses",
+                  disable=not progress, unit="analysis")
   for name in bar:
     bar.set_postfix_str(name)
     if name == "response_std":
@@ -94,20 +145,74 @@ def compute(model, variables, images, labels, analyses: Sequence[str],
     elif name == "lesion":
       out.update(_lesions(model, variables, images, labels, settings, key))
     else:
-      out.update(_paths(model, variables, images, labels, settings, key))
+      if path_data is None and settings.path_split != "test":
+        raise ValueError(f"path_split {settings.path_split!r} needs path_data=(images, labels)")
+      pool = (images, labels) if path_data is None else path_data
+      out.update(_paths.compute(model, variables, *pool, settings, key))
   return _jsonable(out)
 
 
-def analyze_run(workdir: str, analyses: Sequence[str] = ANALYSES,
+def _checkpoint_step(workdir: str) -> int | None:
+  mngr = checkpoint.manager(workdir)
+  step = mngr.latest_step()
+  mngr.close()
+  return step
+
+
+def _previous(workdir: str, model: str, step: int | None) -> dict[str, Any]:
+  """The workdir's analysis.json if it holds results of this model at this checkpoint step."""
+  path = os.path.join(workdir, ANALYSIS_FILE)
+  if not os.path.exists(path):
+    return {}
+  previous = metrics_io.read_json(path)
+  if (previous.get("model"), previous.get("checkpoint_step")) != (model, step):
+    _log.warning("%s holds results of checkpoint step %s (model %s), not of step %s: they are "
+                 "replaced", path, previous.get("checkpoint_step"), previous.get("model"), step)
+    return {}
+  return previous
+
+
+def merge(previous: dict[str, Any], result: dict[str, Any],
+          names: Sequence[str]) -> dict[str, Any]:
+  """`result` (analyses `names`, just computed) merged into `previous` (same checkpoint step):
+  the keys of `names` (RESULT_KEYS) come from `result`, those of other analyses stay; "analyses"
+  records how each present analysis was computed, "skipped" why others were not."""
+  merged = {k: v for k, v in previous.items()
+            if not any(k in RESULT_KEYS[n] for n in names)}
+  merged.update({k: v for k, v in result.items() if k not in ("analyses", "skipped")})
+  skipped = {n: why for n, why in previous.get("skipped", {}).items() if n not in names}
+  skipped.update(result.get("skipped", {}))
+  done = {n: r for n, r in previous.get("analyses", {}).items() if n not in names}
+  done.update({n: {"checkpoint_step": result.get("checkpoint_step"),
+                   "settings": result.get("settings")} for n in names if n not in skipped})
+  return {**merged, "skipped": skipped, "analyses": done}
+
+
+def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
                 settings: ml_collections.ConfigDict | None = None,
                 progress: bool = True) -> dict[str, Any]:
-  """Analyses the run in `workdir`; writes analysis.json and figures/ there; returns the dict."""
-  settings = configs.analysis_config() if settings is None else settings
-  config, dataset, model, variables = runs.load_run(workdir)
-  result = compute(model, variables, dataset.test_images, dataset.test_labels, analyses,
-                   settings, progress)
-  result["model"] = config.model
-  result["settings"] = settings.to_dict()
+  """Analyses the run in `workdir`; merges into analysis.json and redraws figures/ there.
+
+  Unknown analysis names and bad settings are refused before anything is loaded.
+
+  Returns:
+    The merged analysis.json dict, with "figures": the PNG paths drawn.
+  """
+  names = check_analyses(analyses)
+  settings = resolve_settings(settings)
+  config = runs.read_config(workdir)
+  # Whether the path analyses run decides the splits to load: the model's kind is known from its
+  # name alone (the class count does not change it).
+  on_train = ("paths" in names and settings.path_split == "train"
+              and runs.build_model(config, num_classes=2).is_residual)
+  config, dataset, model, variables = runs.load_run(
+      workdir, splits=("train", "test") if on_train else ("test",))
+  step = _checkpoint_step(workdir)
+  path_data = (dataset.train_images, dataset.train_labels) if on_train else None
+  result = compute(model, variables, dataset.test_images, dataset.test_labels, names, settings,
+                   progress, path_data=path_data)
+  result.update(model=config.model, settings=_jsonable(settings.to_dict()), checkpoint_step=step)
+  result = merge(_previous(workdir, config.model, step), result, names)
   metrics_io.write_json(os.path.join(workdir, ANALYSIS_FILE), result)
   result["figures"] = plots.plot_runs({config.model: metrics_io.read_metrics(workdir)},
                                       {config.model: result}, os.path.join(workdir, "figures"))
