@@ -15,7 +15,7 @@ import pytest
 from scipy import special, stats
 
 from resnet_jax import analysis
-from resnet_jax.analysis import lesion, path_gradients
+from resnet_jax.analysis import lesion, path_gradients, reorder
 from resnet_jax.models import get_model
 from resnet_jax.models.layers import BN_EPSILON
 
@@ -420,7 +420,7 @@ def test_lesion_single_k_and_retrace():
 
 def test_lesion_reorder_matches_hand_permuted_variables(monkeypatch):
   model, variables, images, labels = make_net("resnet20", batch=8)
-  one_trace_only(monkeypatch, lesion, "_reorder_wrong")
+  one_trace_only(monkeypatch, reorder, "_reorder_wrong")
   full = np.asarray(forward(model, variables, images)).argmax(1)
   labels = jnp.asarray(full)  # the intact net is always right
   res = analysis.lesion_reorder(model, variables, images, labels, [0, 1, 2], 3,

@@ -21,6 +21,17 @@ def test_every_makefile_target_has_its_config():
     assert f"--config=experiments/{name}.py:$(DATASET)" in makefile
 
 
+def test_make_alone_lists_every_target_with_a_line():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  listing = subprocess.run(["make", "--no-print-directory"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout
+  for target in ("demo", "test", "test-all", "lint", "bench") + TARGETS:
+    line = next((row for row in listing.splitlines()
+                 if row.split()[:1] == [target.replace("_", "-")]),
+                None)
+    assert line and len(line.split()) > 1, (target, listing)
+
+
 @pytest.mark.parametrize("name", TARGETS)
 @pytest.mark.parametrize("dataset", configs.RECIPE_DATASETS)
 def test_experiment_configs_build_for_every_dataset(name, dataset):

@@ -109,7 +109,13 @@ def analysis_config() -> ml_collections.ConfigDict:
   """How much work each analysis does (`resnet_jax.analyze`); the defaults suit a CPU and digits."""
   c = ml_collections.ConfigDict()
   c.num_images = 0           # test images for response_std and the lesions (0: the whole split)
-  c.path_images = 32         # test images for the path gradients ((n+1) stacked copies are made)
+  c.path_images = 32         # images in each path-gradient batch (a fresh one per sampled path;
+                             # the exact decomposition runs on one batch of this size)
+  c.path_split = "train"     # split the path batches come from: "train" (Veit) or "test"
+  c.path_batch = "random"    # "random": a fresh batch per sampled path (Veit); "fixed": every
+                             # path on the first path_images images of the split (the old protocol)
+  c.path_window = (5, 17)    # path lengths whose share of the gradient analysis.json reports
+                             # (Veit et al.: 5-17 of 54 blocks)
   c.samples_per_length = 100  # sampled single paths per length (Veit used about 1000)
   c.lesion_samples = 20      # random subsets / orders per point of the deletion and reorder sweeps
   c.seed = 0

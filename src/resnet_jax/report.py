@@ -117,8 +117,9 @@ def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> N
   how = "median (mean ± std) over %d seeds" % seeds if seeds > 1 else "one seed"
   lines = [f"# {summary['title']}", "",
            f"Data set `{summary['dataset']}`, {summary['num_steps']} steps, {how}, device "
-           f"{summary['device_kind']}. Errors in %. Train error: the mean over the last logged "
-           "training batches (augmented, BN in training mode). Test error (best val): at the "
+           f"{summary['device_kind']}. Errors in %. Train error: the final model's error on the "
+           "whole training split (no augmentation, BN in eval mode; runs of earlier versions: "
+           "the mean over the last augmented training batches). Test error (best val): at the "
            "evaluation step of lowest validation error; final: at the last step.", "",
            "| model | params | train error | test error (best val) | final test error |",
            "|---|---|---|---|---|"]

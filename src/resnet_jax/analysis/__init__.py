@@ -2,9 +2,10 @@
 
 responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output before
            ReLU/addition), in layer order and sorted.
-lesion     Veit et al. 2016 Figs. 3 and 5: test error after deleting one block, k random blocks,
-           or reordering interchangeable blocks; all mask rows in one compiled, vmapped pass; the
-           damage of deleting one block, as a share of the way to chance.
+lesion     Veit et al. 2016 Figs. 3 and 5a: test error after deleting one block or k random
+           blocks; all mask rows in one compiled, vmapped pass; the damage of deleting one
+           block, as a share of the way to chance.
+reorder    Veit et al. 2016 Fig. 5b: test error after reordering interchangeable blocks.
 paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths (the
            shortest window holding a fraction) and the share of any window of lengths.
 path_gradients
@@ -18,13 +19,10 @@ per model and chunk shape (masks, routes and orders are traced).
 from resnet_jax.analysis._common import random_batches
 from resnet_jax.analysis.lesion import (
     LesionK,
-    LesionReorder,
-    kendall_tau,
     lesion_damage,
     lesion_errors,
     lesion_k,
     lesion_logits,
-    lesion_reorder,
     lesion_single,
 )
 from resnet_jax.analysis.path_gradients import (
@@ -42,6 +40,7 @@ from resnet_jax.analysis.paths import (
     path_length_distribution,
     window_share,
 )
+from resnet_jax.analysis.reorder import LesionReorder, kendall_tau, lesion_reorder
 from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [

@@ -22,6 +22,7 @@ import tqdm
 
 from resnet_jax import analysis, checkpoint, configs, metrics_io, plots, runs
 from resnet_jax.analyze import _paths
+from resnet_jax.errors import ConfigError
 
 ANALYSES = ("response_std", "lesion", "paths")
 ANALYSIS_FILE = "analysis.json"
@@ -35,7 +36,6 @@ RESULT_KEYS = {
 # Settings that `configs.analysis_config()` may not have yet, with their defaults: the path
 # analyses draw a fresh random batch of `path_images` training images per sampled path (Veit's
 # protocol); "test" + "fixed" is the earlier protocol (every path on the first test images).
-SETTING_DEFAULTS = {"path_split": "train", "path_batch": "random", "path_window": (5, 17)}
 PATH_SPLITS = ("train", "test")
 PATH_BATCHES = ("random", "fixed")
 PLAIN_NET = ("a plain network has a single path through its blocks; the path analyses need "
@@ -55,13 +55,14 @@ def check_analyses(analyses: str | Sequence[str]) -> tuple[str, ...]:
     return ANALYSES
   unknown = sorted(set(names) - set(ANALYSES))
   if unknown or not names:
-    raise ValueError(f"unknown analyses {unknown or names}; choose from {', '.join(ANALYSES)} "
+    raise ConfigError(f"unknown analyses {unknown or names}; choose from {', '.join(ANALYSES)} "
                      "or 'all' (comma-separated)")
   return tuple(a for a in ANALYSES if a in names)
 
 
 def resolve_settings(settings: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
-  """A copy of `settings` (default `configs.analysis_config()`) with SETTING_DEFAULTS filled in.
+  """A checked copy of `settings` (default `configs.analysis_config()`), fields it lacks (a
+  config saved by an earlier version) filled in from `configs.analysis_config()`.
 
   Raises:
     ValueError: a path_split or path_batch that is not one of PATH_SPLITS, PATH_BATCHES, or a
@@ -69,16 +70,16 @@ def resolve_settings(settings: ml_collections.ConfigDict | None) -> ml_collectio
   """
   out = configs.analysis_config() if settings is None else ml_collections.ConfigDict(
       settings.to_dict())
-  for name, value in SETTING_DEFAULTS.items():
+  for name, value in configs.analysis_config().items():
     if name not in out:
       out[name] = value
   if out.path_split not in PATH_SPLITS or out.path_batch not in PATH_BATCHES:
-    raise ValueError(f"path_split must be one of {PATH_SPLITS} and path_batch one of "
+    raise ConfigError(f"path_split must be one of {PATH_SPLITS} and path_batch one of "
                      f"{PATH_BATCHES}, got {out.path_split!r} and {out.path_batch!r}")
   window = tuple(out.path_window)
   if len(window) != 2 or not all(isinstance(b, int) for b in window) or \
       not 0 <= window[0] <= window[1]:
-    raise ValueError(f"path_window must be (lo, hi) with 0 <= lo <= hi, got {window}")
+    raise ConfigError(f"path_window must be (lo, hi) with 0 <= lo <= hi, got {window}")
   out.path_window = window
   return out
 

@@ -4,6 +4,7 @@ import os
 from absl import flags
 
 from resnet_jax import analyze, cli, configs
+from resnet_jax.errors import ConfigError
 
 _DEFAULTS = analyze.resolve_settings(configs.analysis_config())
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
@@ -29,17 +30,19 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   cli.start(argv)
-  try:  # refused before the checkpoint or any data is loaded
-    names = analyze.check_analyses(_ANALYSIS.value)
-    settings = _DEFAULTS
-    settings.update(dict(num_images=_NUM_IMAGES.value, path_images=_PATH_IMAGES.value,
-                         path_split=_PATH_SPLIT.value, path_batch=_PATH_BATCH.value,
-                         path_window=tuple(int(b) for b in _PATH_WINDOW.value),
-                         samples_per_length=_SAMPLES.value,
-                         lesion_samples=_LESION_SAMPLES.value))
-    settings = analyze.resolve_settings(settings)
-  except ValueError as err:
-    raise app.UsageError(cli.message(err)) from err
+  # Refused (errors.ConfigError, one line) before the checkpoint or any data is loaded.
+  names = analyze.check_analyses(_ANALYSIS.value)
+  try:
+    window = tuple(int(b) for b in _PATH_WINDOW.value)
+  except ValueError:
+    raise ConfigError(f"--path_window must be two integers lo,hi, got {_PATH_WINDOW.value}"
+                      ) from None
+  settings = _DEFAULTS
+  settings.update(dict(num_images=_NUM_IMAGES.value, path_images=_PATH_IMAGES.value,
+                       path_split=_PATH_SPLIT.value, path_batch=_PATH_BATCH.value,
+                       path_window=window, samples_per_length=_SAMPLES.value,
+                       lesion_samples=_LESION_SAMPLES.value))
+  settings = analyze.resolve_settings(settings)
   result = analyze.analyze_run(_WORKDIR.value, names, settings)
   for name in names:
     if name in result["skipped"]:
