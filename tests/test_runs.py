@@ -169,7 +169,7 @@ def test_a_second_run_in_the_same_workdir_is_refused_at_once(tmp_path):
       time.sleep(0.1)
     start = time.time()
     second = _run(_command(tmp_path, "--config.num_steps=100000"))
-    assert time.time() - start < 5 + 10  # ten seconds of Python and JAX start-up on a busy CPU
+    assert time.time() - start < 5  # 1.5 s here, Python and JAX start-up included
     _assert_one_plain_error(second, f"process {first.pid}")
   finally:
     first.send_signal(signal.SIGKILL)
