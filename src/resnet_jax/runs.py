@@ -131,8 +131,8 @@ def data_summary(dataset: data.Dataset) -> dict[str, Any]:
   for split in ("train", "val", "test"):
     for kind in ("images", "labels"):
       array = np.ascontiguousarray(getattr(dataset, f"{split}_{kind}"))
-      digest.update(str(array.shape).encode())
-      digest.update(array.tobytes())
+      digest.update(str((array.shape, array.dtype.str)).encode())
+      digest.update(array.data)  # the buffer itself: CIFAR's images would be a 0.6 GB copy
   return {"dataset": dataset.name, "train": len(dataset.train_labels),
           "val": len(dataset.val_labels), "test": len(dataset.test_labels),
           "fingerprint": digest.hexdigest()}
