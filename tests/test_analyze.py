@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from resnet_jax import analysis, analyze, configs, metrics_io, report, runs, train
+from resnet_jax import analysis, analyze, configs, errors, metrics_io, report, runs, train
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -211,3 +211,9 @@ def test_a_rerun_merges_on_the_same_step_and_redraws_the_figures(workdirs):
   assert set(saved["analyses"]) == {"response_std"} and saved["checkpoint_step"] == 2
   assert not any(k in saved for k in ("lesion_single", "paths_sampled", "path_windows"))
   assert figures(workdir) == ["response_std.png", "training_curves.png"]
+
+
+def test_garbage_analysis_json_names_the_file(tmp_path):
+  (tmp_path / analyze.ANALYSIS_FILE).write_bytes(b"\x94 not json")
+  with pytest.raises(errors.CorruptFileError, match=analyze.ANALYSIS_FILE):
+    analyze._previous(str(tmp_path), "resnet8", 2)  # pylint: disable=protected-access

@@ -22,7 +22,7 @@ import tqdm
 
 from resnet_jax import analysis, checkpoint, configs, metrics_io, plots, runs
 from resnet_jax.analyze import _paths
-from resnet_jax.errors import ConfigError
+from resnet_jax.errors import ConfigError, CorruptFileError
 
 ANALYSES = ("response_std", "lesion", "paths")
 ANALYSIS_FILE = "analysis.json"
@@ -165,7 +165,9 @@ def _previous(workdir: str, model: str, step: int | None) -> dict[str, Any]:
   path = os.path.join(workdir, ANALYSIS_FILE)
   if not os.path.exists(path):
     return {}
-  previous = metrics_io.read_json(path)
+  previous = runs.read_json(path, "the run's earlier analyses")
+  if not isinstance(previous, dict):
+    raise CorruptFileError(f"{path} holds no analyses; move or delete it and run again")
   if (previous.get("model"), previous.get("checkpoint_step")) != (model, step):
     _log.warning("%s holds results of checkpoint step %s (model %s), not of step %s: they are "
                  "replaced", path, previous.get("checkpoint_step"), previous.get("model"), step)
