@@ -40,12 +40,9 @@ class MetricWriter:
     if not self.active or not os.path.exists(self._path):
       return
     kept = [r for r in read_metrics_file(self._path) if r["step"] <= step]
-    # Temp file + rename: the other processes of a multi-host run read this file meanwhile (and a
-    # kill here must not lose it).
-    tmp = self._path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, self._path)
+    # Atomically: the other processes of a multi-host run read this file meanwhile (and a kill
+    # here must not lose it).
+    _write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def close(self) -> None:
     if self._tb is not None:
@@ -71,12 +68,16 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   return read_metrics_file(path) if os.path.exists(path) else []
 
 
-def write_json(path: str, obj: Any) -> None:
-  """Writes atomically (temp file + rename), so a kill never leaves half a file."""
+def _write_atomically(path: str, text: str) -> None:
+  """Temp file + rename, so a kill never leaves half a file and a reader never sees one."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  _write_atomically(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def read_json(path: str) -> Any:

@@ -46,9 +46,10 @@ def replicate(tree, mesh: Mesh):
   return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-  if batch_size % mesh.size:
-    raise ValueError(f"batch size {batch_size} must be a multiple of the {mesh.size} devices")
+def check_batch_size(batch_size: int, num_devices: int) -> None:
+  """The batch is split evenly over the devices of the mesh."""
+  if batch_size % num_devices:
+    raise ValueError(f"batch size {batch_size} must be a multiple of the {num_devices} devices")
 
 
 def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
@@ -60,7 +61,7 @@ def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
     device-resident training set from which the step gathers its own batch (the host never
     feeds the loop). `state` is donated.
   """
-  check_batch_size(batch_size, mesh)
+  check_batch_size(batch_size, mesh.size)
   batch_sharding = sharded(mesh)
   if per_device_bn:
     step_fn = jax.shard_map(functools.partial(step_fn, axis_name=DATA_AXIS), mesh=mesh,

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from resnet_jax import checkpoint, configs, data, metrics_io
+from resnet_jax import checkpoint, configs, data, metrics_io, parallel
 from resnet_jax.errors import (
   ConfigError,
   ConfigMismatchError,
@@ -66,10 +66,11 @@ def check_config(config: ml_collections.ConfigDict,
   if not config.learning_rate > 0 or not all(0 < f <= 1 for f in config.lr_boundaries):
     raise ConfigError("--config.learning_rate must be > 0 and --config.lr_boundaries fractions "
                       f"in (0, 1], got {config.learning_rate} and {config.lr_boundaries}")
-  num_devices = jax.device_count() if num_devices is None else num_devices
-  if config.batch_size % num_devices:
-    raise ConfigError(f"--config.batch_size={config.batch_size} must be a multiple of the "
-                      f"{num_devices} devices")
+  try:
+    parallel.check_batch_size(config.batch_size,
+                              jax.device_count() if num_devices is None else num_devices)
+  except ValueError as err:
+    raise ConfigError(f"--config.batch_size: {err}") from None
   try:
     build_model(config, data.NUM_CLASSES[config.dataset])
     return configs.resolve_warmup(config)

@@ -93,9 +93,10 @@ def _evaluate(run: _Run, state: TrainState, step: int) -> None:
                     f"test error {errors['test_error']:.4f}")
 
 
-def _check_finite(window: list[dict[str, float]], step: int, last_saved: int | None) -> None:
+def _check_finite(window: list[dict[str, float]], step: int, mngr) -> None:
   for i, m in enumerate(window):
     if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      last_saved = mngr.latest_step()
       kept = ("no checkpoint was saved before it, so a rerun starts from step 0"
               if last_saved is None else
               f"the checkpoint of step {last_saved} is kept and a rerun resumes from it")
@@ -123,7 +124,7 @@ def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
     if not (at(c.log_every) or at(c.eval_every) or at(c.checkpoint_every)):
       continue
     window, pending = jax.device_get(pending), []
-    _check_finite(window, step, run.mngr.latest_step())
+    _check_finite(window, step, run.mngr)
     mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
     now = time.time()
     mean["images_per_s"] = (step - window_step) * c.batch_size / max(now - window_start, 1e-9)
