@@ -43,9 +43,9 @@ def loaded_splits(monkeypatch):
   calls = []
   load_run = runs.load_run
 
-  def recording(workdir, splits=("test",)):
+  def recording(workdir, splits=("test",), step=None):
     calls.append(tuple(splits))
-    return load_run(workdir, splits=splits)
+    return load_run(workdir, splits=splits, step=step)
   monkeypatch.setattr(runs, "load_run", recording)
   return calls
 

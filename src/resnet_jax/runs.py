@@ -223,14 +223,15 @@ def read_results(workdir: str) -> dict[str, Any] | None:
   return results
 
 
-def load_run(workdir: str, splits: Sequence[str] = ("test",)):
-  """(config, dataset, model, variables) of the run in `workdir` at its latest checkpoint.
+def load_run(workdir: str, splits: Sequence[str] = ("test",), step: int | None = None):
+  """(config, dataset, model, variables) of the run in `workdir` at checkpoint `step` (default:
+  the latest).
 
   Only `splits` of the data set are loaded (the test split by default: what the analyses read).
   """
   config = read_config(workdir)
   dataset = load_data(config, splits)
   model = build_model(config, dataset.num_classes)
-  restored = checkpoint.restore_saved(checkpoint.manager(workdir))
+  restored = checkpoint.restore_saved(checkpoint.manager(workdir), step)
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   return config, dataset, model, variables

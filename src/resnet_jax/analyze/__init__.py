@@ -208,9 +208,10 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
   # name alone (the class count does not change it).
   on_train = ("paths" in names and settings.path_split == "train"
               and runs.build_model(config, num_classes=2).is_residual)
-  config, dataset, model, variables = runs.load_run(
-      workdir, splits=("train", "test") if on_train else ("test",))
+  # The step first, then that very checkpoint: a run still training may save another meanwhile.
   step = _checkpoint_step(workdir)
+  config, dataset, model, variables = runs.load_run(
+      workdir, splits=("train", "test") if on_train else ("test",), step=step)
   path_data = (dataset.train_images, dataset.train_labels) if on_train else None
   result = compute(model, variables, dataset.test_images, dataset.test_labels, names, settings,
                    progress, path_data=path_data)
