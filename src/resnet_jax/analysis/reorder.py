@@ -142,9 +142,13 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
   Returns:
     LesionReorder with orders [len(swaps), samples, num_blocks], their Kendall tau and errors.
   Raises:
-    ValueError: negative swaps, samples < 1, or swaps > 0 on a net without two interchangeable
-      blocks in any stage.
+    ValueError: a model that is not `reorderable` (a DenseNet), negative swaps, samples < 1, or
+      swaps > 0 on a net without two interchangeable blocks in any stage.
   """
+  if not model.reorderable:
+    raise ValueError(f"{type(model).__name__} blocks cannot be reordered: each sees a different "
+                     "input (a dense layer reads every earlier layer's channels); the lesion "
+                     "analyses lesion_single and lesion_k apply")
   samples = _common.check_count(samples, "samples")
   swaps = _common.check_counts(swaps, "swaps")
   pairs = _swap_pairs(model.stage_sizes)

@@ -1,7 +1,8 @@
-"""Convolutions, BatchNorm, shortcuts and the one place where a block joins its two paths.
+"""Convolutions, BatchNorm, shortcuts and the places where a block joins its two paths.
 
-`residual_join` is the only analysis hook of the model zoo: every residual block ends in it, and
-the per-block controls (`BlockControls`) act there and nowhere else.
+`residual_join` is the analysis hook of the model zoo: every residual block ends in it (a
+DenseNet layer in `dense_join`, a plain block in `plain_join`), and the per-block controls
+(`BlockControls`) act there and nowhere else.
 """
 import functools
 
@@ -170,6 +171,32 @@ def residual_join(shortcut: jax.Array, branch: jax.Array, ctrl: BlockControls | 
   if ctrl.path_stack:
     branch = shift_cotangent(branch, ctrl.path_stack)
   return shortcut + ctrl.gate.astype(branch.dtype) * branch
+
+
+def dense_join(features: tuple[jax.Array, ...], new: jax.Array,
+               ctrl: BlockControls | None) -> tuple[jax.Array, ...]:
+  """A dense layer's output: its input feature maps, then its own `new` channels (DenseNet's
+  concatenation, kept as a tuple; the next reader concatenates).
+
+  The controls act as in `residual_join`, the input maps playing the shortcut and the new
+  channels the branch: gate 0 zeroes the k new channels (every later layer still runs, reading
+  zeros), branch_grad / skip_grad scale the cotangents of the new channels / of the carried
+  input, and path_stack shifts the new channels' cotangent by one copy.
+
+  Args:
+    features: the [N, H, W, C_j] maps the layer read.
+    new: [N, H, W, k] the layer's output.
+    ctrl: this layer's controls (scalars), or None.
+  Returns:
+    (*features, new), gated.
+  """
+  if ctrl is None:
+    return (*features, new)
+  features = tuple(scale_gradient(f, ctrl.skip_grad) for f in features)
+  new = scale_gradient(new, ctrl.branch_grad)
+  if ctrl.path_stack:
+    new = shift_cotangent(new, ctrl.path_stack)
+  return (*features, ctrl.gate.astype(new.dtype) * new)
 
 
 def plain_join(identity: jax.Array, transform: jax.Array, ctrl: BlockControls | None) -> jax.Array:

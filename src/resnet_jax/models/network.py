@@ -106,6 +106,11 @@ class ResNet(nn.Module):
     """Whether the blocks add a shortcut (paths exist), as the block class declares."""
     return getattr(self.block, "func", self.block).residual
 
+  @property
+  def reorderable(self) -> bool:
+    """Whether blocks 2..n of a stage are interchangeable (`surgery.permute_stage_blocks`)."""
+    return True
+
   def block_names(self) -> tuple[str, ...]:
     return stages.block_names(self.stage_sizes)
 

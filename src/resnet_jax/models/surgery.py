@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 _STAGE = re.compile(r"stage(\d+)")
+_BLOCK = re.compile(r"block(\d+)")
 
 
 def responses_in_order(intermediates: Mapping[str, Any]) -> list[tuple[str, jax.Array]]:
@@ -29,9 +30,11 @@ def responses_in_order(intermediates: Mapping[str, Any]) -> list[tuple[str, jax.
   stages = sorted((k for k in intermediates if _STAGE.fullmatch(k)), key=lambda k: int(k[5:]))
   for stage in stages:
     tree = intermediates[stage]
-    first = tree["block1"]
-    for r in sorted(first):
-      out.append((f"{stage}_block1_{r}", first[r][0]))
+    # Unrolled blocks (block1 of a scanned stage; every layer of a dense block), in order.
+    unrolled = sorted((k for k in tree if _BLOCK.fullmatch(k)), key=lambda k: int(k[5:]))
+    for block in unrolled:
+      for r in sorted(tree[block]):
+        out.append((f"{stage}_{block}_{r}", tree[block][r][0]))
     if "blocks" in tree:
       rest = tree["blocks"]["block"]
       count = next(iter(rest.values()))[0].shape[0]
@@ -53,6 +56,9 @@ def permute_stage_blocks(variables: Mapping[str, Any], stage: int, perm: jax.Arr
     New variables in which position i of the stage's scanned blocks runs old block perm[i].
   """
   key = f"stage{stage}"
+  if "blocks" not in variables["params"].get(key, {}):
+    raise ValueError(f"stage {stage} of this model has no interchangeable (scanned) blocks to "
+                     "permute; models whose `reorderable` is False (DenseNets) cannot be reordered")
   new = {}
   for collection, tree in variables.items():
     tree = dict(tree)
