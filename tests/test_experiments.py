@@ -40,8 +40,9 @@ def test_experiment_configs_build_for_every_dataset(name, dataset):
   config = module.get_config(dataset)
   assert config.train.dataset == dataset
   for spec in config.models:
-    model, shortcut = configs.split_spec(spec)
-    get_model(model, **({"shortcut": shortcut} if shortcut else {}))
+    model, shortcut, options = configs.split_spec(spec)
+    get_model(model, **({"shortcut": shortcut} if shortcut else {}),
+              **configs.parse_model_options(options))
   assert module.get_config(f"{dataset},smoke").train.num_steps == 2
 
 
