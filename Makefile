@@ -10,10 +10,11 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths densenet
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
+.PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet clean \
+	demo all \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -47,6 +48,9 @@ clean: ## remove .venv and build files
 bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 	$(PY) benchmarks/throughput.py
 
+bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and without remat
+	$(PY) benchmarks/densenet_memory.py
+
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
 	$(PY) benchmarks/analysis_speed.py
 
@@ -73,5 +77,8 @@ lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 
 paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+densenet: $(STAMP) ## DenseNet and DenseNet-BC vs a ResNet, with lesions (Huang 2017)
+	$(EXPERIMENT) --config=experiments/densenet.py:$(DATASET) --workdir=$(WORKDIR)/densenet
 
 all: $(EXPERIMENTS) ## every experiment target above

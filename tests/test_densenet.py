@@ -75,7 +75,8 @@ def test_bad_names_raise(name, message):
 @pytest.mark.parametrize("options,message", [
     ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\)"), ({"dropout": "0.2"}, "dropout"),
     ({"memory_efficient": 1}, "True, False or None"),
-    ({"widths": (16, 32, 64)}, r"takes \['dropout', 'memory_efficient'"), ({"stochastic_depth": 0.5}, "residual nets")])
+    ({"widths": (16, 32, 64)}, r"takes \['dropout', 'memory_efficient'"),
+    ({"stochastic_depth": 0.5}, "residual nets")])
 def test_bad_options_raise(options, message):
   with pytest.raises(ValueError, match=message):
     get_model("densenet_bc16_k4", **options)
