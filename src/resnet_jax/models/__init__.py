@@ -14,12 +14,16 @@ Names (He et al. 2015, 2016; `registry.FAMILIES` lists every family):
                                  Table 1, option B. Bottleneck nets stride the first 1x1 conv as
                                  in the paper (v1); stride_in_3x3=True gives the "v1.5" placement.
 
+  densenet{3l+4}_k{k}, densenet_bc{6l+4}_k{k}
+                                 Huang et al. 2017 (`densenet.py`): l dense layers per block,
+                                 growth rate k; options `dropout`, `memory_efficient`.
+
 Options (keyword arguments of `get_model`): `shortcut` ("A" | "B" | "C") for residual nets,
 `stride_in_3x3` for ImageNet bottleneck nets, `widths` (one per stage) and `scan_unroll` (how
-many of a stage's identical blocks run per loop step; see `stages.py`) for all.
+many of a stage's identical blocks run per loop step; see `stages.py`) for the ResNets.
 
-Every model is a `network.ResNet`: `num_blocks`, `stage_sizes`, `block_names()` and
-`is_residual` describe its blocks for the analyses.
+Every model is a `network.ResNet` or a `densenet.DenseNet`: `num_blocks`, `stage_sizes`,
+`block_names()`, `is_residual` and `reorderable` describe its blocks for the analyses.
 """
 from resnet_jax.models.layers import BlockControls
 from resnet_jax.models.network import ResNet
