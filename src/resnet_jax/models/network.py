@@ -156,10 +156,10 @@ class ResNet(nn.Module):
     survival = self.survival()
     if survival is None or self.is_initializing():
       return controls
+    if self.drop_mode == "sample":  # scaled by 1/p_l in training, so nothing to do at test time
+      return controls.replace(sample_survival=survival) if train else controls
     if not train:
       return controls.replace(gate=controls.gate * survival)
-    if self.drop_mode == "sample":
-      return controls.replace(sample_survival=survival)
     # One draw per mini-batch, the same on every device ("minibatch" stream, see steps.py).
     key = self.make_rng("minibatch")
     if self.active_blocks is not None:
