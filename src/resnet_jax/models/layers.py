@@ -87,6 +87,8 @@ class BlockControls:
       2016 §5). None: every branch runs.
     sample_survival: training only, set by the network: [num_blocks] survival probabilities of a
       per-sample drop-path (each example keeps the branch with probability p, scaled by 1/p).
+    skip_dropped: static. True: a branch with keep 0 is skipped (`nn.cond`). False: it is
+      computed and multiplied by 0 (see `network.ResNet.skip_dropped`).
   """
   gate: jax.Array
   branch_grad: jax.Array
@@ -94,6 +96,7 @@ class BlockControls:
   path_stack: int = flax.struct.field(pytree_node=False, default=0)
   keep: jax.Array | None = None
   sample_survival: jax.Array | None = None
+  skip_dropped: bool = flax.struct.field(pytree_node=False, default=True)
 
   @classmethod
   def default(cls, num_blocks: int, path_stack: int = 0) -> "BlockControls":
@@ -206,6 +209,8 @@ def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], 
     p = ctrl.sample_survival
     kept = jax.random.bernoulli(block.make_rng("dropout"), p, (x.shape[0], 1, 1, 1))
     return residual_join(shortcut, branch_fn(block, x) * (kept / p).astype(x.dtype), ctrl)
+  if ctrl.keep is not None and not ctrl.skip_dropped:
+    return residual_join(shortcut, branch_fn(block, x) * ctrl.keep.astype(x.dtype), ctrl)
   if ctrl.keep is not None:
     # `nn.cond` stays a real conditional only outside vmap (under vmap it becomes a select that
     # computes both sides); the train step does not vmap the model.

@@ -37,12 +37,14 @@ def bind(block_cls: type[nn.Module], **options) -> ModuleDef:
 DROP_MODES = ("batch", "sample")
 # Options of the network rather than of one family: every residual net built on `ResNet` takes
 # them (`get_model(name, stochastic_depth=0.5)`).
-NETWORK_OPTIONS = ("stochastic_depth", "drop_mode", "active_blocks")
+NETWORK_OPTIONS = ("stochastic_depth", "drop_mode", "active_blocks", "skip_dropped")
 
 
 def check_drops(num_blocks: int, stochastic_depth: float | None = None, drop_mode: str = "batch",
-                active_blocks: int | None = None) -> None:
+                active_blocks: int | None = None, skip_dropped: bool = True) -> None:
   """ValueError unless the stochastic-depth options make sense for a net of num_blocks blocks."""
+  if not isinstance(skip_dropped, bool):
+    raise ValueError(f"skip_dropped must be True or False, got {skip_dropped!r}")
   if stochastic_depth is not None and (isinstance(stochastic_depth, bool) or not isinstance(
       stochastic_depth, (int, float)) or not 0 < stochastic_depth <= 1):
     raise ValueError("stochastic_depth is p_L, the survival probability of the last block, in "
@@ -119,6 +121,12 @@ class ResNet(nn.Module):
     active_blocks: effective-path training (Veit et al. 2016 §5): exactly this many blocks,
       chosen uniformly, run in each mini-batch (the others' branches are skipped); at test time
       every branch runs, multiplied by active_blocks / num_blocks. None: off.
+    skip_dropped: in "batch" mode, True skips a dropped block's branch (`nn.cond`: forward and
+      backward not computed, the paper's time saving). False computes it and multiplies it by 0:
+      the same outputs and gradients (a dropped block's BN running statistics still see the
+      batch, the one difference), for XLA's CPU backend, where convolution gradients inside a
+      conditional run about ten times slower than outside one (`make bench`), so that skipping
+      costs time there instead of saving it.
 
   `apply` takes images [N, H, W, C] float and returns logits [N, num_classes]
   ([K*N, num_classes] when `controls.path_stack` = K).
@@ -134,6 +142,7 @@ class ResNet(nn.Module):
   stochastic_depth: float | None = None
   drop_mode: str = "batch"
   active_blocks: int | None = None
+  skip_dropped: bool = True
 
   @property
   def num_blocks(self) -> int:
@@ -167,7 +176,7 @@ class ResNet(nn.Module):
       keep = jnp.zeros((self.num_blocks,), jnp.float32).at[chosen].set(1.0)
     else:
       keep = jax.random.bernoulli(key, survival).astype(jnp.float32)
-    return controls.replace(keep=keep)
+    return controls.replace(keep=keep, skip_dropped=self.skip_dropped)
 
   @property
   def is_residual(self) -> bool:
