@@ -10,7 +10,7 @@ ARG: DATASET[,smoke] with DATASET one of digits (default), fashion_mnist, cifar1
 
 Models: resnet110 and sd_resnet110 (p_L = 0.5, linear decay) on CIFAR, where dropped branches
 are skipped (the paper's saving). On digits and fashion_mnist, the sizes meant for a CPU:
-resnet56 and its SD twin, which computes a dropped branch and multiplies it by 0
+resnet32 (15 blocks) and its SD twin, which computes a dropped branch and multiplies it by 0
 (`skip_dropped=False`: the same outputs and gradients; XLA's CPU backend runs convolution
 gradients inside a conditional about ten times slower, so skipping costs time there: `make
 bench`).
@@ -27,7 +27,7 @@ CPU_DATASETS = ("digits", "fashion_mnist")
 
 def get_config(arg: str = "digits"):
   dataset, smoke = parse_arg(arg)
-  models = (("resnet56", "sd_resnet56:skip_dropped=False") if dataset in CPU_DATASETS
+  models = (("resnet32", "sd_resnet32:skip_dropped=False") if dataset in CPU_DATASETS
             else ("resnet110", "sd_resnet110"))
   return experiment_config(
       "stochastic_depth",
