@@ -10,7 +10,7 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths multi-residual
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
@@ -73,5 +73,8 @@ lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 
 paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+multi-residual: $(STAMP) ## k = 1, 2, 4 branches per block at a similar size (Abdi 2016)
+	$(EXPERIMENT) --config=experiments/multi_residual.py:$(DATASET) --workdir=$(WORKDIR)/multi_residual
 
 all: $(EXPERIMENTS) ## every experiment target above
