@@ -182,3 +182,33 @@ def test_train_step_with_stochastic_depth():
   assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
   assert any(jax.tree.leaves(moved))
+
+
+def test_scanned_blocks_take_per_branch_controls():
+  # multires20: two blocks per stage, the second scanned, its [k] controls a slice of [k, n].
+  model, variables, images, labels = make_net("multires20_k2", **TINY)
+  n = model.num_blocks
+  exact = analysis.exact_path_gradients(model, variables, images, labels)
+  full = loss_grad_at_block_input(model, variables, images, labels)
+  np.testing.assert_allclose(exact.grads.sum(0), full, atol=1e-5 * np.abs(full).max())
+  # The paths through one branch: block b, branch j (12 of them), and the path through none.
+  routes = np.zeros((2 * n + 1, n), np.int64)
+  for i, (b, j) in enumerate(itertools.product(range(n), (1, 2))):
+    routes[i + 1, b] = j
+  per_route = analysis.single_path_gradients(model, variables, images, labels, routes)
+  scale = np.abs(exact.grads[:2]).max()
+  np.testing.assert_allclose(per_route[0], exact.grads[0], atol=1e-5 * scale)
+  np.testing.assert_allclose(per_route[1:].sum(0), exact.grads[1], atol=1e-5 * scale)
+  # Deleting branch 2 of stage 1's scanned block (block index 1) is zeroing its last conv.
+  gate = np.ones((2, n), np.float32)
+  gate[1, 1] = 0.0
+  ones = jnp.ones((n,))
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  gated = apply(variables, images, controls=BlockControls(
+      gate=ones, branch_grad=ones, skip_grad=ones, branch_gate=jnp.asarray(gate)))
+  params = jax.tree.map(lambda a: a, variables["params"])
+  conv = params["stage1"]["blocks"]["block"]["branch2"]["conv3"]
+  conv["kernel"] = jnp.asarray(conv["kernel"]).at[0].set(0.0)
+  hand = apply({**variables, "params": params}, images)
+  np.testing.assert_allclose(gated, hand, atol=1e-5 * np.abs(hand).max())
+  assert not np.allclose(gated, apply(variables, images), atol=1e-3 * np.abs(hand).max())

@@ -148,7 +148,7 @@ def lesion_branch_errors(model: Any, variables: Mapping[str, Any], images: Any, 
   _common.check_residual(model)
   variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
                                                              max_batch)
-  shape = (model.num_blocks, model.branches_per_block)
+  shape = (model.num_blocks, _common.branches_per_block(model))
   gates = np.asarray(branch_gates, np.float32)
   if gates.ndim != 3 or gates.shape[0] < 1 or gates.shape[1:] != shape:
     raise ValueError(f"branch_gates must be [num_settings >= 1, num_blocks = {shape[0]}, "
@@ -170,7 +170,7 @@ def lesion_branches(model: Any, variables: Mapping[str, Any], images: Any, label
     block's other branches. With k = 1 it equals `lesion_single` (as a [num_blocks, 1] column).
   """
   _common.check_residual(model)
-  n, k = model.num_blocks, model.branches_per_block
+  n, k = model.num_blocks, _common.branches_per_block(model)
   gates = 1.0 - np.eye(n * k, dtype=np.float32).reshape(n * k, n, k)
   return lesion_branch_errors(model, variables, images, labels, gates,
                               max_batch=max_batch).reshape(n, k)

@@ -68,7 +68,7 @@ def _route_grads_impl(model, variables, inv_total, images, labels, weights, rout
   delta = jnp.zeros(block_input_shape(model, variables, images), images.dtype)
 
   def one(route):
-    controls = BlockControls.route(route, model.branches_per_block)
+    controls = BlockControls.route(route, _common.branches_per_block(model))
     return jax.grad(_loss_at_input(model, variables, images, labels, weights, inv_total,
                                    controls))(delta)
   return jax.vmap(one)(routes)
@@ -124,7 +124,7 @@ def _check_routes(model, routes) -> np.ndarray:
   if routes.ndim != 2 or routes.shape[0] < 1 or routes.shape[1] != model.num_blocks:
     raise ValueError(f"routes must be [R >= 1, num_blocks = {model.num_blocks}], got shape "
                      f"{routes.shape}")
-  k = model.branches_per_block
+  k = _common.branches_per_block(model)
   if k == 1 and not np.all((routes == 0) | (routes == 1)):
     raise ValueError("routes must hold only 0 (skip) and 1 (residual branch)")
   if not np.all(np.isin(routes, np.arange(k + 1))):
@@ -253,7 +253,7 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
   samples_per_length = _common.check_count(samples_per_length, "samples_per_length")
   # A route of length k: back-propagate through the branches of a random k-subset of blocks.
   drawn = _common.random_subsets(key, lengths, samples_per_length, n)
-  branches = model.branches_per_block
+  branches = _common.branches_per_block(model)
   if branches > 1:  # which branch of each chosen block; k = 1 keeps the draws of before
     which = jax.random.randint(jax.random.fold_in(key, 2), drawn.shape, 1, branches + 1)
     drawn = (drawn * np.asarray(which)).astype(np.int8)
@@ -326,5 +326,6 @@ def exact_path_gradients(model: Any, variables: Mapping[str, Any], images: Any, 
   grads = np.swapaxes(grads[0], 0, 1)  # [N, K, ...] -> [K, N, ...]
   norm = np.sqrt(np.sum(np.square(grads.astype(np.float64)),
                         axis=tuple(range(1, grads.ndim))))
+  num_paths = path_counts(model.num_blocks, _common.branches_per_block(model))
   return ExactPathGradients(lengths=np.arange(copies), grads=grads, norm=norm,
-                            num_paths=path_counts(model.num_blocks, model.branches_per_block))
+                            num_paths=num_paths)

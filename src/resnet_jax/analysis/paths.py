@@ -71,7 +71,7 @@ def log2_num_paths(model: Any) -> float:
   """
   if not model.is_residual:
     return 0.0
-  return float(model.num_blocks * np.log2(model.branches_per_block + 1))
+  return float(model.num_blocks * np.log2(_common.branches_per_block(model) + 1))
 
 
 def _check_total(total_by_length: Any) -> np.ndarray:

@@ -109,7 +109,7 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
              model, variables, images, labels, np.ones((1, n), np.float32))[0]),
          "lesion_k": analysis.lesion_k(model, variables, images, labels, ks,
                                        settings.lesion_samples, jax.random.fold_in(key, 1))}
-  if model.is_residual and model.branches_per_block > 1:
+  if model.is_residual and getattr(model, "branches_per_block", 1) > 1:
     out["lesion_branches"] = analysis.lesion_branches(model, variables, images, labels)
   if model.is_residual and any(c > 2 for c in model.stage_sizes):
     swaps = sorted({1, 2, 4, 8, max(1, n // 2)})
@@ -140,7 +140,7 @@ def compute(model, variables, images, labels, analyses: str | Sequence[str],
   skipped = {"paths": PLAIN_NET} if "paths" in names and not model.is_residual else {}
   out: dict[str, Any] = {"num_blocks": model.num_blocks, "block_names": model.block_names(),
                          "residual": model.is_residual, "num_classes": model.num_classes,
-                         "branches_per_block": model.branches_per_block,
+                         "branches_per_block": getattr(model, "branches_per_block", 1),
                          "log2_num_paths": analysis.log2_num_paths(model), "skipped": skipped}
   bar = tqdm.tqdm([a for a in names if a not in skipped], desc="analyses",
                   disable=not progress, unit="analysis")
