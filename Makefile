@@ -10,8 +10,7 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth \
-	effective-paths
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth effective-paths multi-residual
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
@@ -81,5 +80,8 @@ stochastic-depth: $(STAMP) ## stochastic depth vs constant depth ResNet-110, les
 
 effective-paths: $(STAMP) ## training 23 of 54 blocks per mini-batch (Veit 2016 §5)
 	$(EXPERIMENT) --config=experiments/effective_paths.py:$(DATASET) --workdir=$(WORKDIR)/effective_paths
+
+multi-residual: $(STAMP) ## k = 1, 2, 4 branches per block at a similar size (Abdi 2016)
+	$(EXPERIMENT) --config=experiments/multi_residual.py:$(DATASET) --workdir=$(WORKDIR)/multi_residual
 
 all: $(EXPERIMENTS) ## every experiment target above

@@ -188,16 +188,17 @@ def plot_lesion_k_and_reorder(deletion: Any = None, reorder: Any = None,
   return _finish(fig, path)
 
 
-def plot_path_length_distribution(num_blocks: int,
-                                  path: str | pathlib.Path | None = None) -> Figure:
-  """Veit et al. Fig. 6a: the binomial distribution of path lengths of an n-block net."""
+def plot_path_length_distribution(num_blocks: int, path: str | pathlib.Path | None = None,
+                                  branches: int = 1) -> Figure:
+  """Veit et al. Fig. 6a: the binomial distribution of path lengths of an n-block net (of the
+  number of branches taken, with `branches` per block)."""
   fig = _figure(1)
-  _draw_distribution(fig.subplots(), num_blocks)
+  _draw_distribution(fig.subplots(), num_blocks, branches)
   return _finish(fig, path)
 
 
-def _draw_distribution(ax, num_blocks: int) -> None:
-  dist = path_length_distribution(num_blocks)
+def _draw_distribution(ax, num_blocks: int, branches: int = 1) -> None:
+  dist = path_length_distribution(num_blocks, branches)
   ax.bar(np.arange(num_blocks + 1), dist, width=1.0, color="C0")
   ax.set(title="distribution of path length", xlabel="path length", ylabel="fraction of paths")
 
@@ -235,7 +236,8 @@ def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = N
                    "sum_k ||G(k)||", exact.lengths, exact.norm))
   fig = _figure(2 + len(curves))
   ax_a, ax_b, *panels = fig.subplots(1, 2 + len(curves))
-  _draw_distribution(ax_a, n)
+  _draw_distribution(ax_a, n, getattr(sampled, "branches_per_block", 1)
+                     if sampled is not None else 1)
   if sampled is not None:
     ax_b.plot(sampled.lengths, sampled.mean_norm, "o-", markersize=3, label="E||g_path|| (sampled)")
   if exact is not None:
@@ -305,7 +307,8 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     plot_lesion_k_and_reorder(deletion if len(deletion) > 1 else as_namespace(a["lesion_k"]),
                               as_namespace(a.get("lesion_reorder")), out("lesion_k_reorder"))
   if (a := last_with("paths_sampled")) is not None:
-    plot_path_length_distribution(a["num_blocks"], out("path_lengths"))
+    plot_path_length_distribution(a["num_blocks"], out("path_lengths"),
+                                  a.get("branches_per_block", 1))
     plot_path_gradients(as_namespace(a["paths_sampled"]), out("path_gradients"),
                         exact=as_namespace(a["paths_exact"]))
   _remove_stale(figures_dir, written)

@@ -183,6 +183,13 @@ class ResNet(nn.Module):
     """Whether the blocks add a shortcut (paths exist), as the block class declares."""
     return getattr(self.block, "func", self.block).residual
 
+  @property
+  def branches_per_block(self) -> int:
+    """k, the residual branches each block adds to its shortcut: a block offers k + 1 routes
+    (1 for every family but the multi-residual nets, whose block sets `branches`)."""
+    options = getattr(self.block, "keywords", {})
+    return options.get("branches", getattr(getattr(self.block, "func", self.block), "branches", 1))
+
   def block_names(self) -> tuple[str, ...]:
     return stages.block_names(self.stage_sizes)
 
