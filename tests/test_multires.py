@@ -168,7 +168,7 @@ def test_responses_name_each_branch():
 
 
 def test_train_step_with_stochastic_depth():
-  model = get_model("multires20_k2", stochastic_depth=0.5, **TINY)
+  model = get_model("multires11_k2", stochastic_depth=0.5, **TINY)
   config = configs.base_config()
   config.update(dict(batch_size=8, num_steps=2, augment_pad=1, augment_flip=False, warmup="none"))
   tx = optim.make_optimizer(config)
