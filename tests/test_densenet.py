@@ -61,7 +61,7 @@ def test_structure_stem_without_bn_and_transition_widths():
   assert layer["conv2"]["kernel"].shape == (3, 3, 48, 12)
   assert shapes["final_bn"]["scale"].shape == (150 + 192,)
   assert model.num_blocks == 48 and model.block_names()[16] == "stage2_block1"
-  assert densenet.num_paths(model) == 2 ** 48
+  assert densenet.num_paths(model) == 2 ** 48 == 2 ** analysis.log2_num_paths(model)
 
 
 @pytest.mark.parametrize("name,message", [

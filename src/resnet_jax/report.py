@@ -46,6 +46,13 @@ def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     lesions = [one_block_lesion(r["analysis"]) for r in per_seed]
     entry["lesion_one_block_increase"] = _stats([increase for increase, _ in lesions])
     entry["lesion_one_block_damage"] = _stats([damage for _, damage in lesions])
+  if "log2_num_paths" in first:  # the ensemble's size (Veit et al.; Abdi & Nahavandi)
+    entry["branches_per_block"] = first["branches_per_block"]
+    entry["log2_num_paths"] = first["log2_num_paths"]
+  if "lesion_branches" in first:
+    entry["lesion_one_branch_increase"] = _stats([
+        float(np.mean(r["analysis"]["lesion_branches"]) - r["analysis"]["lesion_baseline"])
+        for r in per_seed])
   for kind in ("sampled", "exact"):
     if f"effective_paths_{kind}" in first:
       entry[f"effective_paths_{kind}"] = [r["analysis"][f"effective_paths_{kind}"]
@@ -111,6 +118,24 @@ def _analysis_table(summary: dict[str, Any]) -> list[str]:
       "under `path_windows`."]
 
 
+def _branches_table(summary: dict[str, Any]) -> list[str]:
+  """Multi-residual nets (Abdi & Nahavandi 2016): the paths each model offers, and the damage
+  of deleting one branch of one block."""
+  multi = [(m, e) for m, e in summary["models"].items() if "log2_num_paths" in e]
+  if not any(e["branches_per_block"] > 1 for _, e in multi):
+    return []
+  lines = ["", "| model | branches per block | log2 of the number of paths | deleting one branch: "
+           "error increase, points |", "|---|---|---|---|"]
+  for model, e in multi:
+    increase = e.get("lesion_one_branch_increase", {"median": None})
+    shown = "n/a" if increase["median"] is None else f"{100 * increase['median']:+.2f}"
+    lines.append(f"| {model} | {e['branches_per_block']} | {e['log2_num_paths']:.1f} | {shown} |")
+  return lines + [
+      "", "A block of k branches offers k + 1 routes, so n blocks give (k + 1)^n paths (log2: "
+      "n·log2(k + 1)). Deleting one branch: the mean over every branch of every block of the "
+      "test error after deleting that branch alone minus the intact net's error."]
+
+
 def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> None:
   """report.md: the results table, the analysis table, and the figures (PNG paths)."""
   seeds = summary["seeds"]
@@ -126,7 +151,7 @@ def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> N
   for model, e in summary["models"].items():
     lines.append(f"| {model} | {e['num_params']:,} | {_pct(e['train_error'])} | "
                  f"{_pct(e['test_error_at_best_val'])} | {_pct(e['final_test_error'])} |")
-  lines += _analysis_table(summary)
+  lines += _analysis_table(summary) + _branches_table(summary)
   names = [os.path.basename(f) for f in figures]
   lines += [""] + [f"![{os.path.splitext(f)[0]}](figures/{f})" for f in names]
   with open(os.path.join(workdir, REPORT_FILE), "w") as f:

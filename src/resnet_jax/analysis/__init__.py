@@ -4,10 +4,12 @@ responses  He et al. 2015 Fig. 7: std of each 3x3 layer's response (BN output be
            ReLU/addition), in layer order and sorted.
 lesion     Veit et al. 2016 Figs. 3 and 5a: test error after deleting one block or k random
            blocks; all mask rows in one compiled, vmapped pass; the damage of deleting one
-           block, as a share of the way to chance.
+           block, as a share of the way to chance; deleting one branch of a multi-residual
+           block (`lesion_branches`).
 reorder    Veit et al. 2016 Fig. 5b: test error after reordering interchangeable blocks.
-paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts, effective paths (the
-           shortest window holding a fraction) and the share of any window of lengths.
+paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts (for k branches per
+           block too), log2 of the number of paths, effective paths (the shortest window
+           holding a fraction) and the share of any window of lengths.
 path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
            did, each on a fresh random batch, and exact per-length sums).
@@ -19,6 +21,8 @@ per model and chunk shape (masks, routes and orders are traced).
 from resnet_jax.analysis._common import random_batches
 from resnet_jax.analysis.lesion import (
     LesionK,
+    lesion_branch_errors,
+    lesion_branches,
     lesion_damage,
     lesion_errors,
     lesion_k,
@@ -36,6 +40,7 @@ from resnet_jax.analysis.path_gradients import (
 )
 from resnet_jax.analysis.paths import (
     effective_paths,
+    log2_num_paths,
     path_counts,
     path_length_distribution,
     window_share,
@@ -46,8 +51,9 @@ from resnet_jax.analysis.responses import response_layer_names, response_std, so
 __all__ = [
     "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
     "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
-    "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder",
-    "lesion_single", "path_counts", "path_length_distribution", "random_batches",
+    "lesion_branch_errors", "lesion_branches", "lesion_damage", "lesion_errors", "lesion_k",
+    "lesion_logits", "lesion_reorder", "lesion_single", "log2_num_paths", "path_counts",
+    "path_length_distribution", "random_batches",
     "response_layer_names", "response_std", "sampled_path_gradients", "single_path_gradient",
     "single_path_gradients", "sorted_response_std", "window_share",
 ]

@@ -73,6 +73,13 @@ def check_residual(model: Any) -> None:
                      "(use the lesion and response analyses for plain twins)")
 
 
+def branches_per_block(model: Any) -> int:
+  """k, the residual branches each block adds to its shortcut (`ResNet.branches_per_block`); a
+  model that does not say has one branch per block, as every residual family but Abdi &
+  Nahavandi's multi-residual nets."""
+  return int(getattr(model, "branches_per_block", 1))
+
+
 def check_count(value: Any, name: str, minimum: int = 1) -> int:
   """`value` as an int, if it is an integer >= minimum (a budget, a number of samples)."""
   if not isinstance(value, (int, np.integer)) or value < minimum:

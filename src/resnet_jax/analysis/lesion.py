@@ -5,6 +5,8 @@ Deleting a block means y_i = y_{i-1} + f_i(y_{i-1}) -> y_i = y_{i-1}: the residu
 the shortcut (identity, zero-pad or projection) and a v1 block's post-addition ReLU stay, as in
 the authors' `delete_layer` (reference §2.10). It is `BlockControls.gate` = 0; in a plain twin
 gate 0 replaces the whole block by the parameter-free option-A identity (Veit's VGG comparison).
+In a multi-residual block (k branches) gate 0 deletes all k branches; `lesion_branches` deletes
+one branch (`BlockControls.branch_gate`) and keeps the other k - 1.
 
 Errors are fractions of misclassified images in [0, 1] (top-1, argmax of the logits), with BN in
 eval mode. Each analysis builds all its mask rows or permutations up front and evaluates them with
@@ -23,9 +25,10 @@ from resnet_jax.analysis import _common
 from resnet_jax.models import BlockControls
 
 
-def _gated_logits(model, variables, images, gate):
+def _gated_logits(model, variables, images, gate, branch_gate=None):
+  """Logits with per-block gates [num_blocks] and, optionally, per-branch gates [k, num_blocks]."""
   ones = jnp.ones_like(gate)
-  controls = BlockControls(gate=gate, branch_grad=ones, skip_grad=ones)
+  controls = BlockControls(gate=gate, branch_grad=ones, skip_grad=ones, branch_gate=branch_gate)
   return model.apply(variables, images, train=False, controls=controls)
 
 
@@ -44,10 +47,19 @@ def _lesion_wrong_impl(model, variables, images, labels, weights, gates):
       lambda g: _wrong(_gated_logits(model, variables, images, g), labels, weights))(gates)
 
 
+def _branch_wrong_impl(model, variables, images, labels, weights, branch_gates):
+  """[R] weighted counts of misclassified images, one per branch-gate row [R, num_blocks, k]."""
+  def one(g):
+    return _wrong(_gated_logits(model, variables, images, jnp.ones(g.shape[0], g.dtype), g.T),
+                  labels, weights)
+  return jax.vmap(one)(branch_gates)
+
+
 # The jitted cores: the model is static, everything else traced, so new gates or orders reuse the
 # compile. Module attributes, looked up at call time, so that tests can swap in trace counters.
 _lesion_logits = jax.jit(_lesion_logits_impl, static_argnums=0)
 _lesion_wrong = jax.jit(_lesion_wrong_impl, static_argnums=0)
+_branch_wrong = jax.jit(_branch_wrong_impl, static_argnums=0)
 
 
 def _check_gates(model, gates) -> jax.Array:
@@ -113,6 +125,55 @@ def lesion_single(model: Any, variables: Mapping[str, Any], images: Any, labels:
   """
   gates = 1.0 - np.eye(model.num_blocks, dtype=np.float32)
   return lesion_errors(model, variables, images, labels, gates, max_batch=max_batch)
+
+
+def lesion_branch_errors(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
+                         branch_gates: Any, *,
+                         max_batch: int = _common.DEFAULT_MAX_BATCH) -> np.ndarray:
+  """Test error for each setting of the per-branch gates, all in one compiled computation.
+
+  Args:
+    model: a residual model of `resnet_jax.models` (k = `model.branches_per_block` branches per
+      block; k = 1 for every family but the multi-residual nets).
+    branch_gates: [num_settings, num_blocks, k]; row s multiplies branch j of block b by
+      branch_gates[s, b, j] (0 deletes that branch, keeping the block's other branches and its
+      shortcut).
+    (variables, images, labels, max_batch as in `lesion_errors`.)
+  Returns:
+    [num_settings] float64 error fractions in [0, 1].
+  Raises:
+    ValueError: a plain net; gates not [num_settings >= 1, num_blocks, k] and finite; bad images
+      or labels.
+  """
+  _common.check_residual(model)
+  variables, images, labels, max_batch = _common.check_batch(model, variables, images, labels,
+                                                             max_batch)
+  shape = (model.num_blocks, _common.branches_per_block(model))
+  gates = np.asarray(branch_gates, np.float32)
+  if gates.ndim != 3 or gates.shape[0] < 1 or gates.shape[1:] != shape:
+    raise ValueError(f"branch_gates must be [num_settings >= 1, num_blocks = {shape[0]}, "
+                     f"branches = {shape[1]}], got shape {gates.shape}")
+  if not np.all(np.isfinite(gates)):
+    raise ValueError("branch_gates must be finite")
+  gates = jnp.asarray(gates)
+  fn = functools.partial(_branch_wrong, model, variables)
+  wrong = _common.run_chunked(fn, gates, jnp.ones_like(gates[0]), images, labels, max_batch, True)
+  return wrong.astype(np.float64) / images.shape[0]
+
+
+def lesion_branches(model: Any, variables: Mapping[str, Any], images: Any, labels: Any, *,
+                    max_batch: int = _common.DEFAULT_MAX_BATCH) -> np.ndarray:
+  """The error after deleting each single branch in turn (the multi-residual lesion).
+
+  Returns:
+    [num_blocks, k] error fractions; entry (b, j) deletes branch j of block b and keeps the
+    block's other branches. With k = 1 it equals `lesion_single` (as a [num_blocks, 1] column).
+  """
+  _common.check_residual(model)
+  n, k = model.num_blocks, _common.branches_per_block(model)
+  gates = 1.0 - np.eye(n * k, dtype=np.float32).reshape(n * k, n, k)
+  return lesion_branch_errors(model, variables, images, labels, gates,
+                              max_batch=max_batch).reshape(n, k)
 
 
 # An intact net whose error is at least this share of the chance error counts as at chance.

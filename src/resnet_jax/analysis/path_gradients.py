@@ -17,6 +17,11 @@ the backward pass is routed):
   sum_k G(k) is the ordinary gradient.
 
 Norms are L2 (Frobenius) norms of the whole [N, H, W, C] gradient tensor of the batch.
+
+Multi-residual nets (k = `model.branches_per_block` > 1 branches per block): a route picks one of
+k + 1 ways through each block (0: the shortcut, j: branch j), a path's length is the number of
+branches it takes, and there are C(n, j) k^j paths of length j (`paths.path_counts`). Each branch
+shifts its cotangent by one copy, so the exact decomposition stays one pass of n + 1 copies.
 """
 import dataclasses
 import functools
@@ -63,7 +68,7 @@ def _route_grads_impl(model, variables, inv_total, images, labels, weights, rout
   delta = jnp.zeros(block_input_shape(model, variables, images), images.dtype)
 
   def one(route):
-    controls = BlockControls.route(route)
+    controls = BlockControls.route(route, _common.branches_per_block(model))
     return jax.grad(_loss_at_input(model, variables, images, labels, weights, inv_total,
                                    controls))(delta)
   return jax.vmap(one)(routes)
@@ -119,8 +124,11 @@ def _check_routes(model, routes) -> np.ndarray:
   if routes.ndim != 2 or routes.shape[0] < 1 or routes.shape[1] != model.num_blocks:
     raise ValueError(f"routes must be [R >= 1, num_blocks = {model.num_blocks}], got shape "
                      f"{routes.shape}")
-  if not np.all((routes == 0) | (routes == 1)):
+  k = _common.branches_per_block(model)
+  if k == 1 and not np.all((routes == 0) | (routes == 1)):
     raise ValueError("routes must hold only 0 (skip) and 1 (residual branch)")
+  if not np.all(np.isin(routes, np.arange(k + 1))):
+    raise ValueError(f"routes must hold only 0 (skip) and 1..{k} (the residual branch taken)")
   return routes.astype(np.float32)
 
 
@@ -140,7 +148,7 @@ def single_path_gradients(model: Any, variables: Mapping[str, Any], images: Any,
   Routes are vmapped in chunks of max(1, max_batch // N) through one compiled function.
 
   Raises:
-    ValueError: a plain net, routes not [R >= 1, num_blocks] of 0/1 values.
+    ValueError: a plain net, routes not [R >= 1, num_blocks] of values in 0..k.
   """
   v, images, labels, max_batch, inv_total = _prepare(model, variables, images, labels,
                                                      max_batch)
@@ -160,13 +168,15 @@ def single_path_gradient(model: Any, variables: Mapping[str, Any], images: Any, 
     images: [N, H, W, C] float images.
     labels: [N] integer labels.
     route: [num_blocks] of 0/1; 1 = back-propagate through the block's residual branch only,
-      0 = through its shortcut only. The path's length is sum(route).
+      0 = through its shortcut only. The path's length is sum(route). In a multi-residual net
+      (k branches) entries are 0..k: j >= 1 back-propagates through branch j only; the length
+      is the number of nonzero entries.
     max_batch: images per call (chunks are exact: the loss is a sum over images).
   Returns:
     [N, H, W, C] float32 gradient of the mean cross-entropy w.r.t. the first block's input,
     along this path only. Compiled once per model and chunk shape, whatever the route.
   Raises:
-    ValueError: a plain net, a route of the wrong length or with values other than 0/1.
+    ValueError: a plain net, a route of the wrong length or with values other than 0..k.
   """
   route = np.asarray(route)
   if route.shape != (model.num_blocks,):
@@ -186,11 +196,13 @@ class SampledPathGradients:
     norms: [L, samples] ||g_path|| of each sampled path.
     mean_norm: [L] E||g_path(k)||, the mean over samples (Fig. 6b).
     std_norm: [L] its std over samples (ddof = 0).
-    num_paths: [L] C(n, k), float64.
-    total: [L] T(k) = C(n, k) * mean_norm, Veit's total gradient magnitude (Fig. 6c).
-    routes: [L, samples, num_blocks] bool, each sampled path (True: through the block's branch).
+    num_paths: [L] C(n, k), float64 (C(n, k) b^k for b branches per block).
+    total: [L] T(k) = num_paths * mean_norm, Veit's total gradient magnitude (Fig. 6c).
+    routes: [L, samples, num_blocks] bool, each sampled path (True: through the block's branch);
+      int8 branch numbers (0: shortcut, j: branch j) in a multi-residual net.
     batches: [L, samples, B] indices into the images given of each path's batch, or None when
       every path ran on all of them.
+    branches_per_block: b, the residual branches of each block (1 but in multi-residual nets).
   """
   num_blocks: int
   lengths: np.ndarray
@@ -201,6 +213,7 @@ class SampledPathGradients:
   total: np.ndarray
   routes: np.ndarray | None = None
   batches: np.ndarray | None = None
+  branches_per_block: int = 1
 
 
 def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any, labels: Any,
@@ -209,11 +222,13 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
                            max_batch: int = _common.DEFAULT_MAX_BATCH) -> SampledPathGradients:
   """Veit's protocol: for each length k, the norms of single-path gradients of random k-paths.
 
-  Each route has exactly k ones at uniformly random blocks. Veit et al. compute each sampled path
-  on a fresh random batch of training images: give the training images and `batch_size`, and every
-  path gets its own batch of batch_size distinct images drawn from them (`random_batches`, seeded
-  by `key`, so a call is reproducible). With batch_size None every path runs on all the images
-  given (one fixed batch; the gradient is then of the mean loss over all of them).
+  Each route has exactly k ones at uniformly random blocks (in a multi-residual net, k blocks
+  through one uniformly random branch each: every path of length k is equally likely). Veit et
+  al. compute each sampled path on a fresh random batch of training images: give the training
+  images and `batch_size`, and every path gets its own batch of batch_size distinct images drawn
+  from them (`random_batches`, seeded by `key`, so a call is reproducible). With batch_size None
+  every path runs on all the images given (one fixed batch; the gradient is then of the mean loss
+  over all of them).
 
   Routes (with their batches) are vmapped in chunks of max(1, max_batch // images per path)
   through one compiled function; each costs a full forward and backward pass of its batch.
@@ -238,6 +253,10 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
   samples_per_length = _common.check_count(samples_per_length, "samples_per_length")
   # A route of length k: back-propagate through the branches of a random k-subset of blocks.
   drawn = _common.random_subsets(key, lengths, samples_per_length, n)
+  branches = _common.branches_per_block(model)
+  if branches > 1:  # which branch of each chosen block; k = 1 keeps the draws of before
+    which = jax.random.randint(jax.random.fold_in(key, 2), drawn.shape, 1, branches + 1)
+    drawn = (drawn * np.asarray(which)).astype(np.int8)
   routes = jnp.asarray(drawn.reshape(-1, n), jnp.float32)
   batches = None
   if batch_size is None:
@@ -253,10 +272,11 @@ def sampled_path_gradients(model: Any, variables: Mapping[str, Any], images: Any
     batches = batches.reshape(lengths.size, samples_per_length, -1)
   norms = np.sqrt(sq.astype(np.float64)).reshape(lengths.size, samples_per_length)
   mean_norm = norms.mean(axis=1)
-  num_paths = path_counts(n)[lengths]
+  num_paths = path_counts(n, branches)[lengths]
   return SampledPathGradients(num_blocks=n, lengths=lengths, norms=norms, mean_norm=mean_norm,
                               std_norm=norms.std(axis=1), num_paths=num_paths,
-                              total=num_paths * mean_norm, routes=drawn, batches=batches)
+                              total=num_paths * mean_norm, routes=drawn, batches=batches,
+                              branches_per_block=branches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,9 +285,10 @@ class ExactPathGradients:
 
   Attributes:
     lengths: [n+1] path lengths 0..n.
-    grads: [n+1, N, H, W, C] G(k), the sum of the gradients of all C(n, k) paths of length k.
+    grads: [n+1, N, H, W, C] G(k), the sum of the gradients of all paths of length k.
     norm: [n+1] float64 ||G(k)||, the norm of the summed gradient (NOT C(n, k) * E||g_path||).
-    num_paths: [n+1] C(n, k), float64; norm / num_paths is the norm of the mean path gradient.
+    num_paths: [n+1] C(n, k), float64 (C(n, k) b^k for b branches per block); norm / num_paths
+      is the norm of the mean path gradient.
   """
   lengths: np.ndarray
   grads: np.ndarray
@@ -305,5 +326,6 @@ def exact_path_gradients(model: Any, variables: Mapping[str, Any], images: Any, 
   grads = np.swapaxes(grads[0], 0, 1)  # [N, K, ...] -> [K, N, ...]
   norm = np.sqrt(np.sum(np.square(grads.astype(np.float64)),
                         axis=tuple(range(1, grads.ndim))))
+  num_paths = path_counts(model.num_blocks, _common.branches_per_block(model))
   return ExactPathGradients(lengths=np.arange(copies), grads=grads, norm=norm,
-                            num_paths=path_counts(model.num_blocks))
+                            num_paths=num_paths)

@@ -1,12 +1,17 @@
 """Residual nets as ensembles of paths: Veit, Wilber & Belongie 2016, Sec. 4 and Fig. 6.
 
 A net of n residual blocks unrolls into 2^n paths; a path of length k goes through the residual
-branch of k blocks and the shortcut of the others, so lengths are Binomial(n, 1/2).
+branch of k blocks and the shortcut of the others, so lengths are Binomial(n, 1/2). A block of k
+parallel branches (Abdi & Nahavandi's multi-residual nets) offers k + 1 routes: (k + 1)^n paths,
+C(n, j) k^j of them through j branches (generating function (1 + k x)^n), so the number of
+branches taken is Binomial(n, k / (k + 1)). Every function here takes that k as `branches`
+(default 1, the ordinary residual net).
 
 This module holds the statistics of paths that need no network: how many paths have each length
-(`path_counts`, `path_length_distribution`, Fig. 6a), the shortest range of lengths that holds a
-given fraction of a gradient magnitude (`effective_paths`), and the share that any given range
-holds (`window_share`). The gradients by path length themselves are computed in `path_gradients`.
+(`path_counts`, `path_length_distribution`, Fig. 6a; `log2_num_paths`, the ensemble's size), the
+shortest range of lengths that holds a given fraction of a gradient magnitude
+(`effective_paths`), and the share that any given range holds (`window_share`). The gradients by
+path length themselves are computed in `path_gradients`.
 
 Veit et al. name 5-17 of 54 blocks as the lengths that "almost all" of the gradient comes from; no
 fraction is stated. The shortest window holding 90% cannot reproduce such a range by construction
@@ -21,28 +26,52 @@ from scipy import special, stats
 from resnet_jax.analysis import _common
 
 
-def path_counts(num_blocks: int) -> np.ndarray:
-  """The number of paths of each length, C(n, k).
+def path_counts(num_blocks: int, branches: int = 1) -> np.ndarray:
+  """The number of paths of each length, C(n, j) k^j (C(n, j) for ordinary residual nets).
 
+  Args:
+    num_blocks: n.
+    branches: k, the residual branches per block (1 for every net but the multi-residual ones).
   Returns:
-    [num_blocks + 1] float64, entry k for length k. Entries beyond float64's range are inf: the
-    first come at n = 1030 (C(1030, 515) ~ 2.8e308), so ResNet-1202's 600 blocks are finite.
+    [num_blocks + 1] float64, entry j for length j. Entries beyond float64's range are inf: for
+    k = 1 the first come at n = 1030 (C(1030, 515) ~ 2.8e308), so ResNet-1202's 600 blocks are
+    finite.
   """
   num_blocks = _common.check_count(num_blocks, "num_blocks", minimum=0)
-  return special.comb(num_blocks, np.arange(num_blocks + 1))
+  branches = _common.check_count(branches, "branches")
+  lengths = np.arange(num_blocks + 1)
+  if branches == 1:
+    return special.comb(num_blocks, lengths)
+  # Both factors are >= 1, so the product overflows exactly where the count exceeds float64.
+  with np.errstate(over="ignore"):
+    return special.comb(num_blocks, lengths) * np.float64(branches) ** lengths
 
 
-def path_length_distribution(num_blocks: int) -> np.ndarray:
-  """Veit Fig. 6a: the fraction of the 2^n paths that have each length, C(n, k) / 2^n.
+def path_length_distribution(num_blocks: int, branches: int = 1) -> np.ndarray:
+  """Veit Fig. 6a: the fraction of the (k+1)^n paths that have each length, C(n, j) k^j /
+  (k+1)^n, i.e. the number of branches taken (C(n, j) / 2^n for ordinary residual nets).
 
-  The Binomial(n, 1/2) pmf, exact to rounding in float64 even where C(n, k) and 2^n overflow
-  (relative error < 1e-12 at n = 54 and n = 1000).
+  The Binomial(n, k / (k + 1)) pmf, exact to rounding in float64 even where the counts overflow
+  (relative error < 1e-12 at n = 54 and n = 1000 for k = 1).
 
   Returns:
-    [num_blocks + 1] float64, entry k for length k; sums to 1.
+    [num_blocks + 1] float64, entry j for length j; sums to 1.
   """
   num_blocks = _common.check_count(num_blocks, "num_blocks", minimum=0)
-  return stats.binom.pmf(np.arange(num_blocks + 1), num_blocks, 0.5)
+  branches = _common.check_count(branches, "branches")
+  return stats.binom.pmf(np.arange(num_blocks + 1), num_blocks, branches / (branches + 1))
+
+
+def log2_num_paths(model: Any) -> float:
+  """log2 of the number of paths through a model's blocks: n log2(k + 1) for n blocks of k
+  branches (n for a residual net of n blocks; 0 for a plain net, which has one path).
+
+  The size of the implicit ensemble (Veit et al. 2016; Abdi & Nahavandi 2016 compare nets by
+  it), finite where the count itself overflows float64.
+  """
+  if not model.is_residual:
+    return 0.0
+  return float(model.num_blocks * np.log2(_common.branches_per_block(model) + 1))
 
 
 def _check_total(total_by_length: Any) -> np.ndarray:

@@ -29,7 +29,8 @@ ANALYSIS_FILE = "analysis.json"
 # The keys of analysis.json that each analysis writes: a rerun replaces exactly these.
 RESULT_KEYS = {
     "response_std": ("response_std",),
-    "lesion": ("lesion_single", "lesion_baseline", "lesion_k", "lesion_reorder"),
+    "lesion": ("lesion_single", "lesion_baseline", "lesion_k", "lesion_reorder",
+               "lesion_branches"),
     "paths": ("paths_sampled", "paths_exact", "paths_protocol", "effective_paths_sampled",
               "effective_paths_exact", "path_windows"),
 }
@@ -99,7 +100,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
-  """Veit et al. Figs. 3 and 5: single deletions, k random deletions, and reorderings."""
+  """Veit et al. Figs. 3 and 5: single deletions, k random deletions, and reorderings; in a
+  multi-residual net also the deletion of each single branch ([num_blocks, k])."""
   n = model.num_blocks
   ks = sorted({k for k in (0, 1, 2, n // 4, n // 2, (3 * n) // 4, n) if 0 <= k <= n})
   out = {"lesion_single": analysis.lesion_single(model, variables, images, labels),
@@ -107,6 +109,8 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
              model, variables, images, labels, np.ones((1, n), np.float32))[0]),
          "lesion_k": analysis.lesion_k(model, variables, images, labels, ks,
                                        settings.lesion_samples, jax.random.fold_in(key, 1))}
+  if model.is_residual and getattr(model, "branches_per_block", 1) > 1:
+    out["lesion_branches"] = analysis.lesion_branches(model, variables, images, labels)
   if model.is_residual and model.reorderable and any(c > 2 for c in model.stage_sizes):
     swaps = sorted({1, 2, 4, 8, max(1, n // 2)})
     out["lesion_reorder"] = analysis.lesion_reorder(
@@ -136,7 +140,8 @@ def compute(model, variables, images, labels, analyses: str | Sequence[str],
   skipped = {"paths": PLAIN_NET} if "paths" in names and not model.is_residual else {}
   out: dict[str, Any] = {"num_blocks": model.num_blocks, "block_names": model.block_names(),
                          "residual": model.is_residual, "num_classes": model.num_classes,
-                         "skipped": skipped}
+                         "branches_per_block": getattr(model, "branches_per_block", 1),
+                         "log2_num_paths": analysis.log2_num_paths(model), "skipped": skipped}
   bar = tqdm.tqdm([a for a in names if a not in skipped], desc="analyses",
                   disable=not progress, unit="analysis")
   for name in bar:

@@ -1,11 +1,12 @@
-"""Convolutions, BatchNorm, shortcuts and the places where a block joins its two paths.
+"""Convolutions, BatchNorm, shortcuts and the places where a block joins its paths.
 
 `residual_join` is the analysis hook of the model zoo: every residual block ends in it (a
-DenseNet layer in `dense_join`, a plain block in `plain_join`), and the per-block controls
-(`BlockControls`) act there and nowhere else.
+multi-residual block, with k branches, in `multi_residual_join`, which it calls; a DenseNet layer
+in `dense_join`; a plain block in `plain_join`), and the per-block controls (`BlockControls`)
+act there and nowhere else.
 """
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax
 import flax.linen as nn
@@ -88,6 +89,13 @@ class BlockControls:
       2016 §5). None: every branch runs.
     sample_survival: training only, set by the network: [num_blocks] survival probabilities of a
       per-sample drop-path (each example keeps the branch with probability p, scaled by 1/p).
+    skip_dropped: static. True: a branch with keep 0 is skipped (`nn.cond`). False: it is
+      computed and multiplied by 0 (see `network.ResNet.skip_dropped`).
+    branch_gate: [k, num_blocks] or None: multiplies branch j of each block (on top of `gate`),
+      so that one branch of a multi-residual block (Abdi & Nahavandi 2016) can be deleted. The
+      block axis is last, as in every other field, so `slice` and `at` treat it alike.
+    branch_route: [k, num_blocks] or None: scales the gradient through branch j of each block
+      (on top of `branch_grad`); a one-hot column routes the backward pass through one branch.
   """
   gate: jax.Array
   branch_grad: jax.Array
@@ -95,6 +103,9 @@ class BlockControls:
   path_stack: int = flax.struct.field(pytree_node=False, default=0)
   keep: jax.Array | None = None
   sample_survival: jax.Array | None = None
+  skip_dropped: bool = flax.struct.field(pytree_node=False, default=True)
+  branch_gate: jax.Array | None = None
+  branch_route: jax.Array | None = None
 
   @classmethod
   def default(cls, num_blocks: int, path_stack: int = 0) -> "BlockControls":
@@ -102,10 +113,17 @@ class BlockControls:
     return cls(gate=ones, branch_grad=ones, skip_grad=ones, path_stack=path_stack)
 
   @classmethod
-  def route(cls, route: jax.Array) -> "BlockControls":
-    """Controls whose backward pass goes through the branch where route == 1, else the skip."""
+  def route(cls, route: jax.Array, branches: int = 1) -> "BlockControls":
+    """Controls whose backward pass follows one path: through branch route[b] of block b where
+    route[b] >= 1 (1..branches), through its shortcut where route[b] == 0."""
     route = jnp.asarray(route, jnp.float32)
-    return cls(gate=jnp.ones_like(route), branch_grad=route, skip_grad=1.0 - route)
+    if branches == 1:
+      return cls(gate=jnp.ones_like(route), branch_grad=route, skip_grad=1.0 - route)
+    chosen = jnp.arange(1, branches + 1, dtype=jnp.float32)[:, None]
+    onehot = (route[None, :] == chosen).astype(jnp.float32)  # [k, num_blocks]
+    taken = jnp.sum(onehot, axis=0)
+    return cls(gate=jnp.ones_like(route), branch_grad=taken, skip_grad=1.0 - taken,
+               branch_route=onehot)
 
   @property
   def num_blocks(self) -> int:
@@ -163,23 +181,48 @@ def _shift_bwd(copies, _, g):
 shift_cotangent.defvjp(_shift_fwd, _shift_bwd)
 
 
-def residual_join(shortcut: jax.Array, branch: jax.Array, ctrl: BlockControls | None) -> jax.Array:
-  """shortcut + branch: the single point where every residual block adds its two paths.
+def residual_join(shortcut: jax.Array, branch: jax.Array | Sequence[jax.Array],
+                  ctrl: BlockControls | None) -> jax.Array:
+  """shortcut + branch: the single point where every residual block adds its paths.
 
   Args:
     shortcut: [N, H, W, C] identity or projection of the block input.
-    branch: [N, H, W, C] residual function F(x).
+    branch: [N, H, W, C] residual function F(x), or a tuple of k such branches (a multi-residual
+      block: `multi_residual_join`).
     ctrl: this block's controls (scalars), or None for the plain sum.
   Returns:
     [N, H, W, C]; a post-addition ReLU, where the block has one, is applied by the caller.
   """
+  branches = tuple(branch) if isinstance(branch, (tuple, list)) else (branch,)
+  return multi_residual_join(shortcut, branches, ctrl)
+
+
+def multi_residual_join(shortcut: jax.Array, branches: Sequence[jax.Array],
+                        ctrl: BlockControls | None) -> jax.Array:
+  """shortcut + sum_j branches[j], each branch with its own lesion gate and gradient route.
+
+  A block of k branches offers k + 1 routes. Each branch shifts its cotangent by one copy under
+  `path_stack`, so copy j at the first block still counts the paths through exactly j branches
+  (now C(n, j) k^j of them). With k = 1 this is the ordinary residual join.
+
+  Args:
+    shortcut: [N, H, W, C].
+    branches: k arrays [N, H, W, C].
+    ctrl: this block's controls (`gate` etc. scalars, `branch_gate`/`branch_route` [k] or None),
+      or None for the plain sum.
+  """
   if ctrl is None:
-    return shortcut + branch
-  shortcut = scale_gradient(shortcut, ctrl.skip_grad)
-  branch = scale_gradient(branch, ctrl.branch_grad)
-  if ctrl.path_stack:
-    branch = shift_cotangent(branch, ctrl.path_stack)
-  return shortcut + ctrl.gate.astype(branch.dtype) * branch
+    return functools.reduce(jnp.add, branches, shortcut)
+  out = scale_gradient(shortcut, ctrl.skip_grad)
+  for j, branch in enumerate(branches):
+    grad = ctrl.branch_grad if ctrl.branch_route is None else (
+        ctrl.branch_grad * ctrl.branch_route[j])
+    gate = ctrl.gate if ctrl.branch_gate is None else ctrl.gate * ctrl.branch_gate[j]
+    branch = scale_gradient(branch, grad)
+    if ctrl.path_stack:
+      branch = shift_cotangent(branch, ctrl.path_stack)
+    out = out + gate.astype(branch.dtype) * branch
+  return out
 
 
 def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], jax.Array],
@@ -187,11 +230,12 @@ def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], 
                   train: bool) -> jax.Array:
   """shortcut + branch_fn(block, x), the branch skipped or dropped where the controls say so.
 
-  Every residual block computes its branch through here, so that stochastic depth applies to any
-  residual family: with `ctrl.keep` set (training), a dropped block's branch is not computed
-  (`nn.cond`: its forward and backward are skipped, the saving Huang et al. report); with
-  `ctrl.sample_survival` set, each example keeps the branch with probability p, scaled by 1/p.
-  The sum itself is `residual_join`, the analysis hook.
+  `branch_fn` returns F(x), or a tuple of k branches (a multi-residual block: dropping the block
+  drops all of them). Every residual block computes its branch through here, so that stochastic
+  depth applies to any residual family: with `ctrl.keep` set (training), a dropped block's branch
+  is not computed (`nn.cond`: its forward and backward are skipped, the saving Huang et al.
+  report); with `ctrl.sample_survival` set, each example keeps the branch with probability p,
+  scaled by 1/p. The sum itself is `residual_join`, the analysis hook.
 
   Args:
     block: the calling block; `branch_fn(block, x)` creates its submodules with explicit names.
@@ -206,7 +250,11 @@ def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], 
   if ctrl.sample_survival is not None:
     p = ctrl.sample_survival
     kept = jax.random.bernoulli(block.make_rng("dropout"), p, (x.shape[0], 1, 1, 1))
-    return residual_join(shortcut, branch_fn(block, x) * (kept / p).astype(x.dtype), ctrl)
+    scale = (kept / p).astype(x.dtype)
+    return residual_join(shortcut, jax.tree.map(lambda b: b * scale, branch_fn(block, x)), ctrl)
+  if ctrl.keep is not None and not ctrl.skip_dropped:
+    keep = ctrl.keep.astype(x.dtype)
+    return residual_join(shortcut, jax.tree.map(lambda b: b * keep, branch_fn(block, x)), ctrl)
   if ctrl.keep is not None:
     # `nn.cond` stays a real conditional only outside vmap (under vmap it becomes a select that
     # computes both sides); the train step does not vmap the model.

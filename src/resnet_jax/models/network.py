@@ -37,12 +37,14 @@ def bind(block_cls: type[nn.Module], **options) -> ModuleDef:
 DROP_MODES = ("batch", "sample")
 # Options of the network rather than of one family: every residual net built on `ResNet` takes
 # them (`get_model(name, stochastic_depth=0.5)`).
-NETWORK_OPTIONS = ("stochastic_depth", "drop_mode", "active_blocks")
+NETWORK_OPTIONS = ("stochastic_depth", "drop_mode", "active_blocks", "skip_dropped")
 
 
 def check_drops(num_blocks: int, stochastic_depth: float | None = None, drop_mode: str = "batch",
-                active_blocks: int | None = None) -> None:
+                active_blocks: int | None = None, skip_dropped: bool = True) -> None:
   """ValueError unless the stochastic-depth options make sense for a net of num_blocks blocks."""
+  if not isinstance(skip_dropped, bool):
+    raise ValueError(f"skip_dropped must be True or False, got {skip_dropped!r}")
   if stochastic_depth is not None and (isinstance(stochastic_depth, bool) or not isinstance(
       stochastic_depth, (int, float)) or not 0 < stochastic_depth <= 1):
     raise ValueError("stochastic_depth is p_L, the survival probability of the last block, in "
@@ -119,6 +121,12 @@ class ResNet(nn.Module):
     active_blocks: effective-path training (Veit et al. 2016 §5): exactly this many blocks,
       chosen uniformly, run in each mini-batch (the others' branches are skipped); at test time
       every branch runs, multiplied by active_blocks / num_blocks. None: off.
+    skip_dropped: in "batch" mode, True skips a dropped block's branch (`nn.cond`: forward and
+      backward not computed, the paper's time saving). False computes it and multiplies it by 0:
+      the same outputs and gradients (a dropped block's BN running statistics still see the
+      batch, the one difference), for XLA's CPU backend, where convolution gradients inside a
+      conditional run about ten times slower than outside one (`make bench`), so that skipping
+      costs time there instead of saving it.
 
   `apply` takes images [N, H, W, C] float and returns logits [N, num_classes]
   ([K*N, num_classes] when `controls.path_stack` = K).
@@ -134,6 +142,7 @@ class ResNet(nn.Module):
   stochastic_depth: float | None = None
   drop_mode: str = "batch"
   active_blocks: int | None = None
+  skip_dropped: bool = True
 
   @property
   def num_blocks(self) -> int:
@@ -156,10 +165,10 @@ class ResNet(nn.Module):
     survival = self.survival()
     if survival is None or self.is_initializing():
       return controls
+    if self.drop_mode == "sample":  # scaled by 1/p_l in training, so nothing to do at test time
+      return controls.replace(sample_survival=survival) if train else controls
     if not train:
       return controls.replace(gate=controls.gate * survival)
-    if self.drop_mode == "sample":
-      return controls.replace(sample_survival=survival)
     # One draw per mini-batch, the same on every device ("minibatch" stream, see steps.py).
     key = self.make_rng("minibatch")
     if self.active_blocks is not None:
@@ -167,7 +176,7 @@ class ResNet(nn.Module):
       keep = jnp.zeros((self.num_blocks,), jnp.float32).at[chosen].set(1.0)
     else:
       keep = jax.random.bernoulli(key, survival).astype(jnp.float32)
-    return controls.replace(keep=keep)
+    return controls.replace(keep=keep, skip_dropped=self.skip_dropped)
 
   @property
   def is_residual(self) -> bool:
@@ -178,6 +187,13 @@ class ResNet(nn.Module):
   def reorderable(self) -> bool:
     """Whether blocks 2..n of a stage are interchangeable (`surgery.permute_stage_blocks`)."""
     return True
+
+  @property
+  def branches_per_block(self) -> int:
+    """k, the residual branches each block adds to its shortcut: a block offers k + 1 routes
+    (1 for every family but the multi-residual nets, whose block sets `branches`)."""
+    options = getattr(self.block, "keywords", {})
+    return options.get("branches", getattr(getattr(self.block, "func", self.block), "branches", 1))
 
   def block_names(self) -> tuple[str, ...]:
     return stages.block_names(self.stage_sizes)

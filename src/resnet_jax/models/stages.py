@@ -62,7 +62,10 @@ class Stage(nn.Module):
       scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
                      split_rngs={"params": True, "dropout": True}, in_axes=0,
                      length=length, unroll=max(1, min(unroll, length)))
-      x, _ = scan(block=self.block, train=train, name="blocks")(x, ctrl.slice(1, self.num_blocks))
+      # The block axis of every control is last ([k, blocks] per-branch controls); scan wants it
+      # first.
+      scanned = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), ctrl.slice(1, self.num_blocks))
+      x, _ = scan(block=self.block, train=train, name="blocks")(x, scanned)
     return x
 
 
