@@ -257,6 +257,35 @@ def plot_path_gradients(sampled: Any = None, path: str | pathlib.Path | None = N
   return _finish(fig, path)
 
 
+def plot_ensemble_size(points: Mapping[str, tuple[float, float, int]],
+                       path: str | pathlib.Path) -> str:
+  """Test error against the size of the implicit ensemble: log2 of each model's number of paths
+  (depth adds blocks, multi-residual nets branches, DenseNets connections), its parameter count
+  written beside each point so that size is not confused with the number of paths.
+
+  Args:
+    points: model name -> (log2 number of paths, test error as a fraction, parameters).
+    path: the figure's path without suffix.
+  Returns:
+    the PNG path.
+  """
+  _check_nonempty("points", points)
+  fig = _figure(1, width=6.5, height=4.2)
+  ax = fig.subplots()
+  for i, (name, (log2_paths, error, params)) in enumerate(points.items()):
+    if error is None:
+      continue
+    ax.plot(log2_paths, 100.0 * error, "o", color=f"C{i % 10}", label=name)
+    ax.annotate(f"{params / 1e6:.2f}M" if params >= 1e5 else f"{params / 1e3:.0f}k",
+                (log2_paths, 100.0 * error), textcoords="offset points", xytext=(4, 4),
+                fontsize="x-small")
+  ax.set(xlabel="log2 (number of paths)", ylabel="test error (%)",
+         title="ensemble size vs error (parameters beside each point)")
+  ax.legend(fontsize="x-small", ncols=2)
+  _finish(fig, path)
+  return str(path) + ".png"
+
+
 def as_namespace(result: Mapping[str, Any] | None) -> types.SimpleNamespace | None:
   """An analysis result read back from JSON, with its lists as arrays: what the plots take."""
   if result is None:

@@ -46,7 +46,9 @@ def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     lesions = [one_block_lesion(r["analysis"]) for r in per_seed]
     entry["lesion_one_block_increase"] = _stats([increase for increase, _ in lesions])
     entry["lesion_one_block_damage"] = _stats([damage for _, damage in lesions])
-  if "log2_num_paths" in first:  # the ensemble's size (Veit et al.; Abdi & Nahavandi)
+  if "log2_num_paths" in res[0]:  # the ensemble's size (Veit et al.; Abdi & Nahavandi)
+    entry["log2_num_paths"] = res[0]["log2_num_paths"]
+  if "log2_num_paths" in first:
     entry["branches_per_block"] = first["branches_per_block"]
     entry["log2_num_paths"] = first["log2_num_paths"]
   if "lesion_branches" in first:
@@ -121,7 +123,7 @@ def _analysis_table(summary: dict[str, Any]) -> list[str]:
 def _branches_table(summary: dict[str, Any]) -> list[str]:
   """Multi-residual nets (Abdi & Nahavandi 2016): the paths each model offers, and the damage
   of deleting one branch of one block."""
-  multi = [(m, e) for m, e in summary["models"].items() if "log2_num_paths" in e]
+  multi = [(m, e) for m, e in summary["models"].items() if "branches_per_block" in e]
   if not any(e["branches_per_block"] > 1 for _, e in multi):
     return []
   lines = ["", "| model | branches per block | log2 of the number of paths | deleting one branch: "
@@ -167,5 +169,10 @@ def report(config: ml_collections.ConfigDict, runs: dict[tuple[int, str], dict[s
   figures = plots.plot_runs({m: r["history"] for m, r in seed0.items()},
                             {m: r["analysis"] for m, r in seed0.items() if "analysis" in r},
                             os.path.join(workdir, "figures"))
+  if config.name == "ensemble_size":
+    figures.append(plots.plot_ensemble_size(
+        {m: (e["log2_num_paths"], e["test_error_at_best_val"]["median"], e["num_params"])
+         for m, e in summary["models"].items()},
+        os.path.join(workdir, "figures", "ensemble_size")))
   write_report(summary, figures, workdir)
   return summary

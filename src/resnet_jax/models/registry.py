@@ -28,8 +28,8 @@ def _with_drops(name: str, model: nn.Module, drops: dict[str, Any]) -> nn.Module
   if not drops:
     return model
   if not isinstance(model, network.ResNet) or not model.is_residual:
-    raise ValueError(f"{sorted(drops)} apply to residual nets (their blocks add a branch to a "
-                     f"shortcut); {name} is not one")
+    raise ValueError(f"{sorted(drops)} apply to nets of residual blocks (each adds a branch to "
+                     f"a shortcut, which a dropped block keeps); {name} is not built of them")
   current = {k: getattr(model, k) for k in network.NETWORK_OPTIONS}
   network.check_drops(model.num_blocks, **{**current, **drops})
   return model.clone(**drops)

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import checkpoint, data, metrics_io, optim, parallel, runs, steps
+from resnet_jax import analysis, checkpoint, data, metrics_io, optim, parallel, runs, steps
 from resnet_jax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from resnet_jax.train_state import TrainState, create_train_state, num_params
 
@@ -199,6 +199,9 @@ def _train(run: _Run, state: TrainState, progress: bool, start_time: float) -> d
     run.writer.close()
   results = run_results(run.history, state, run.config, time.time() - start_time, start_step)
   results["train_error"] = _training_error(run, state)
+  # The size of the model's implicit ensemble, for the comparisons of `make ensemble-size`.
+  results["log2_num_paths"] = analysis.log2_num_paths(
+      runs.build_model(run.config, run.dataset.num_classes))
   return results
 
 
