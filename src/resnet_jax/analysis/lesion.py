@@ -51,6 +51,7 @@ _lesion_wrong = jax.jit(_lesion_wrong_impl, static_argnums=0)
 
 
 def _check_gates(model, gates) -> jax.Array:
+  _common.check_block_network(model)
   gates = np.asarray(gates, np.float32)
   if gates.ndim != 2 or gates.shape[0] < 1 or gates.shape[1] != model.num_blocks:
     raise ValueError(f"gates must be [num_settings >= 1, num_blocks = {model.num_blocks}], got "

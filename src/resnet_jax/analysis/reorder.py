@@ -145,6 +145,7 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
     ValueError: negative swaps, samples < 1, or swaps > 0 on a net without two interchangeable
       blocks in any stage.
   """
+  _common.check_block_network(model)
   samples = _common.check_count(samples, "samples")
   swaps = _common.check_counts(swaps, "swaps")
   pairs = _swap_pairs(model.stage_sizes)

@@ -8,10 +8,10 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import resnet
+from resnet_jax.models import fractalnet, resnet
 from resnet_jax.models.family import UnknownDepthError
 
-FAMILIES = (*resnet.FAMILIES,)
+FAMILIES = (*resnet.FAMILIES, *fractalnet.FAMILIES)
 
 
 def list_models() -> list[str]:
