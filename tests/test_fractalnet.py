@@ -250,3 +250,16 @@ def test_a_tiny_net_trains_a_step():
                                                    jax.tree.leaves(variables["batch_stats"])))
   assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params),
                                                    jax.tree.leaves(variables["params"])))
+
+
+def test_analyze_computes_the_columns_of_a_fractalnet_and_skips_the_rest(tmp_path):
+  from resnet_jax import analyze, plots  # pylint: disable=g-import-not-at-top
+  model = get_model("fractalnet_c2", widths=(3,))
+  variables = _variables(model)
+  labels = jnp.arange(4) % 10
+  result = analyze.compute(model, variables, IMAGES, labels, "all", progress=False)
+  assert result["skipped"] == {n: analyze.FRACTAL_NET for n in ("response_std", "lesion", "paths")}
+  assert set(result["columns"]) == {"full", "alone", "deepest_removed", "shallowest_removed"}
+  assert len(result["columns"]["alone"]) == 2 and result["residual"] is False
+  written = plots.plot_runs({}, {"fractalnet_c2": result}, str(tmp_path))
+  assert written == [str(tmp_path / "columns.png")] and (tmp_path / "columns.svg").exists()
