@@ -10,7 +10,7 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths fractalnet
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
@@ -73,5 +73,8 @@ lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 
 paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+fractalnet: $(STAMP) ## FractalNet's columns, with and without drop-path (Larsson 2017)
+	$(EXPERIMENT) --config=experiments/fractalnet.py:$(DATASET) --workdir=$(WORKDIR)/fractalnet
 
 all: $(EXPERIMENTS) ## every experiment target above

@@ -1,11 +1,14 @@
 """FractalNet (Larsson et al. 2017): parameter counts, joins, drop-path, the column analysis."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from config_files import REPO, load
 
-from resnet_jax import analysis
+from resnet_jax import analysis, analyze, configs, experiment, plots
 from resnet_jax.models import fractalnet, get_model, list_models
 from resnet_jax.models.fractalnet import FractalNet, join, num_paths
 
@@ -253,7 +256,6 @@ def test_a_tiny_net_trains_a_step():
 
 
 def test_analyze_computes_the_columns_of_a_fractalnet_and_skips_the_rest(tmp_path):
-  from resnet_jax import analyze, plots  # pylint: disable=g-import-not-at-top
   model = get_model("fractalnet_c2", widths=(3,))
   variables = _variables(model)
   labels = jnp.arange(4) % 10
@@ -263,3 +265,33 @@ def test_analyze_computes_the_columns_of_a_fractalnet_and_skips_the_rest(tmp_pat
   assert len(result["columns"]["alone"]) == 2 and result["residual"] is False
   written = plots.plot_runs({}, {"fractalnet_c2": result}, str(tmp_path))
   assert written == [str(tmp_path / "columns.png")] and (tmp_path / "columns.svg").exists()
+
+
+def test_recipe_and_experiment_configs():
+  c10 = load(os.path.join(REPO, "experiments", "configs", "fractalnet.py")).get_config()
+  assert (c10.model, c10.batch_size, c10.learning_rate, c10.momentum) == (
+      "fractalnet_c3", 100, 0.02, 0.9)
+  # 400 epochs of 45k images; lr / 10 at epochs 200, 300, 350, 375.
+  assert c10.num_steps == 180_000
+  assert [round(b * 400) for b in c10.lr_boundaries] == [200, 300, 350, 375]
+  module = load(os.path.join(REPO, "experiments", "fractalnet.py"))
+  for dataset in configs.RECIPE_DATASETS:
+    config = module.get_config(dataset)
+    assert config.analyses == ("columns",) and config.train.dataset == dataset
+    assert config.train.model_options == ("widths=(8, 16, 32, 64, 64)" if dataset == "digits"
+                                          else "")
+    assert module.get_config(f"{dataset},smoke").train.num_steps == 2
+  with open(os.path.join(REPO, "Makefile")) as f:
+    assert "--config=experiments/fractalnet.py:$(DATASET)" in f.read()
+
+
+@pytest.mark.slow
+def test_experiment_smoke_run(tmp_path):
+  if "model_options" not in configs.base_config():
+    pytest.skip("needs config.model_options and the dropout rng of the train step (lead, main)")
+  config = load(os.path.join(REPO, "experiments", "fractalnet.py")).get_config("digits,smoke")
+  summary = experiment.run_experiment(config, str(tmp_path), progress=False)
+  assert set(summary["models"]) == set(config.models)
+  assert all(len(e["columns_alone"]) == 3 for e in summary["models"].values())
+  assert (tmp_path / "figures" / "columns.png").exists()
+  assert "each column alone" in (tmp_path / "report.md").read_text()
