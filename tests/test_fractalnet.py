@@ -177,6 +177,24 @@ def test_global_drop_path_is_exactly_one_column():
   assert len(seen) >= 2
 
 
+def _stats_moved(model, key):
+  variables = model.init(jax.random.key(0), IMAGES)
+  _, state = model.apply(variables, IMAGES, train=True, rngs={"dropout": key},
+                         mutable=["batch_stats"])
+  return [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(state["batch_stats"]),
+                                                jax.tree.leaves(variables["batch_stats"]))]
+
+
+def test_global_drop_path_batches_leave_the_bn_running_statistics():
+  key = jax.random.key(0)
+  for options, moved in (({"global_drop": 1.0}, False), ({"global_drop": 0.0}, True),
+                         ({"global_drop": 1.0, "global_stats": True}, True)):
+    model = get_model("fractalnet_c2", widths=(3,), **options)
+    assert all(m == moved for m in _stats_moved(model, key)), options
+  with pytest.raises(ValueError, match="global_stats must be True or False"):
+    get_model("fractalnet_c2", global_stats=1)
+
+
 def test_eval_is_deterministic_and_draws_nothing():
   model = get_model("fractalnet_c3", widths=(3, 4), dropout=(0.3, 0.3))
   variables = model.init(jax.random.key(0), IMAGES)  # no "dropout" rng at init
@@ -228,7 +246,7 @@ def test_veit_analyses_refuse_a_fractalnet_and_columns_refuse_a_resnet():
 def test_a_tiny_net_trains_a_step():
   # The project's train step does not yet pass a "dropout" rng (the lead adds it): this step
   # passes it to model.apply itself, as the train step will.
-  model = get_model("fractalnet_c3", widths=(4,), dropout=(0.2,))
+  model = get_model("fractalnet_c3", widths=(4,), dropout=(0.2,), global_drop=0.0)
   assert isinstance(model, FractalNet)
   variables = model.init(jax.random.key(0), IMAGES)
   labels = jnp.arange(4) % 10
