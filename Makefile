@@ -10,7 +10,8 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths fractalnet
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth \
+	effective-paths fractalnet
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
@@ -18,7 +19,7 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths fr
 
 help: ## list the targets (this text)
 	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1]"
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 18
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 20
 
 install: $(STAMP) ## create .venv and install the package with its test tools
 
@@ -46,6 +47,7 @@ clean: ## remove .venv and build files
 
 bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/stochastic_depth.py --depth=20 --image_size=16 --batch_size=64
 
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
 	$(PY) benchmarks/analysis_speed.py
@@ -73,6 +75,12 @@ lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 
 paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+stochastic-depth: $(STAMP) ## stochastic depth vs constant depth ResNet-110, lesions of both
+	$(EXPERIMENT) --config=experiments/stochastic_depth.py:$(DATASET) --workdir=$(WORKDIR)/stochastic_depth
+
+effective-paths: $(STAMP) ## training 23 of 54 blocks per mini-batch (Veit 2016 §5)
+	$(EXPERIMENT) --config=experiments/effective_paths.py:$(DATASET) --workdir=$(WORKDIR)/effective_paths
 
 fractalnet: $(STAMP) ## FractalNet's columns, with and without drop-path (Larsson 2017)
 	$(EXPERIMENT) --config=experiments/fractalnet.py:$(DATASET) --workdir=$(WORKDIR)/fractalnet

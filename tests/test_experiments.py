@@ -9,7 +9,8 @@ from resnet_jax import configs, experiment, metrics_io
 from resnet_jax.models import get_model
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
-TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths")
+TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths",
+           "stochastic_depth", "effective_paths")
 
 
 def test_every_makefile_target_has_its_config():
@@ -40,8 +41,9 @@ def test_experiment_configs_build_for_every_dataset(name, dataset):
   config = module.get_config(dataset)
   assert config.train.dataset == dataset
   for spec in config.models:
-    model, shortcut = configs.split_spec(spec)
-    get_model(model, **({"shortcut": shortcut} if shortcut else {}))
+    model, shortcut, options = configs.split_spec(spec)
+    get_model(model, **({"shortcut": shortcut} if shortcut else {}),
+              **configs.parse_model_options(options))
   assert module.get_config(f"{dataset},smoke").train.num_steps == 2
 
 

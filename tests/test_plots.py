@@ -136,3 +136,8 @@ def test_plot_runs_removes_figures_no_result_backs(tmp_path):
       ["notes.txt"] + [f"{stem}{suffix}" for stem in ("training_curves", "response_std",
                                                       "lesion_single")
                        for suffix in (".png", ".svg")])
+
+
+def test_downsampling_blocks_are_the_first_blocks_of_later_stages():
+  names = ("stage1_block1", "stage1_block2", "stage2_block1", "stage2_block2", "stage3_block1")
+  assert plots.downsampling_blocks(names) == [3, 5]

@@ -5,8 +5,11 @@ Config files in `experiments/` import only this module (and ml_collections): rea
 loads no JAX, Orbax or matplotlib. The commands lock what they load, so a typo in an override is
 an error.
 """
+import ast
 import copy
 import os
+import re
+from typing import Any
 
 import ml_collections
 
@@ -16,6 +19,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Model: a `resnet_jax.models.get_model` name; `shortcut` "" keeps the model's default.
   c.model = "resnet20"
   c.shortcut = ""
+  # More model options, "key=value,key=value" with Python literal values, passed to get_model:
+  # e.g. "dropout=0.3" (Wide ResNet), "stochastic_depth=0.5", "widths=(8, 16, 32)".
+  c.model_options = ""
   # Data (`resnet_jax.data.load_dataset`).
   c.dataset = "cifar10"
   c.archive = ""            # path to an official cifar-10/100-python.tar.gz, or "" for tfds
@@ -173,12 +179,34 @@ def parse_arg(arg: str) -> tuple[str, bool]:
   return (rest[0] if rest else "digits"), smoke
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-  """An experiment's model entry "resnet32:B" -> ("resnet32", "B"): name and shortcut option."""
-  name, _, shortcut = spec.partition(":")
-  return name, shortcut
+def split_spec(spec: str) -> tuple[str, str, str]:
+  """An experiment's model entry -> (name, shortcut, model_options).
+
+  "resnet32:B" -> ("resnet32", "B", ""); "wrn16_4:dropout=0.3" -> ("wrn16_4", "", "dropout=0.3"):
+  after the colon comes either a shortcut option or model options (see `parse_model_options`).
+  """
+  name, _, option = spec.partition(":")
+  return (name, "", option) if "=" in option else (name, option, "")
+
+
+def parse_model_options(text: str) -> dict[str, Any]:
+  """"key=value,key=value" (values Python literals) -> {key: value}; "" -> {}.
+
+  Raises:
+    ValueError: naming the text, if it is not of that form.
+  """
+  if not text.strip():
+    return {}
+  try:
+    call = ast.parse(f"options({text})", mode="eval").body
+    if call.args:
+      raise ValueError("every option needs a name")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+  except (SyntaxError, ValueError) as err:
+    raise ValueError(f"model options must read key=value,key=value with Python literal values "
+                     f"(e.g. dropout=0.3,widths=(8, 16, 32)), got {text!r} ({err})") from None
 
 
 def run_dir(workdir: str, seed: int, spec: str) -> str:
   """Where an experiment keeps the training workdir of one (seed, model entry)."""
-  return os.path.join(workdir, f"seed{seed}", spec.replace(":", "_"))
+  return os.path.join(workdir, f"seed{seed}", re.sub(r"[^\w.-]+", "_", spec).strip("_"))

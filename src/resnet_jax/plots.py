@@ -117,17 +117,29 @@ def plot_response_std(stds_by_model: Mapping[str, Mapping[str, float]],
   return _finish(fig, path)
 
 
+def downsampling_blocks(block_names: Sequence[str]) -> list[int]:
+  """1-based positions of the blocks that open a stage after the first (they downsample)."""
+  return [i + 1 for i, name in enumerate(block_names)
+          if name.endswith("_block1") and not name.startswith("stage1_")]
+
+
 def plot_lesion_single(errors_by_model: Mapping[str, Any], path: str | pathlib.Path | None = None,
-                       *, baselines: Mapping[str, float] | None = None) -> Figure:
+                       *, baselines: Mapping[str, float] | None = None,
+                       downsampling: Sequence[int] = ()) -> Figure:
   """Veit et al. Fig. 3: test error after deleting each single block (e.g. ResNet vs plain).
 
   Args:
     errors_by_model: model name -> [num_blocks] errors of `analysis.lesion_single`.
     baselines: model name -> error of the intact network (drawn dashed), optional.
+    downsampling: 1-based positions of the downsampling blocks, marked by dotted lines (Veit's
+      peaks: these blocks matter most).
   """
   _check_nonempty("errors_by_model", errors_by_model)
   fig = _figure(1, width=6.0)
   ax = fig.subplots()
+  for i, block in enumerate(downsampling):
+    ax.axvline(block, color="0.6", linestyle=":", linewidth=1.0,
+               label="downsampling block" if i == 0 else None)
   for i, (name, errors) in enumerate(errors_by_model.items()):
     errors = 100.0 * np.asarray(errors, np.float64).reshape(-1)
     ax.plot(np.arange(1, errors.size + 1), errors, "o-", color=f"C{i}", markersize=3,
@@ -144,7 +156,8 @@ def plot_lesion_k_and_reorder(deletion: Any = None, reorder: Any = None,
   """Veit et al. Fig. 5: error vs number of deleted blocks (a) and vs Kendall tau (b).
 
   Args:
-    deletion: an `analysis.LesionK` (ks, mean, std), or None.
+    deletion: an `analysis.LesionK` (ks, mean, std), a mapping model name -> LesionK (one curve
+      each, e.g. a ResNet and its stochastic-depth twin), or None.
     reorder: an `analysis.LesionReorder` (tau, errors, swaps), or None.
   Raises:
     ValueError: both None.
@@ -156,10 +169,14 @@ def plot_lesion_k_and_reorder(deletion: Any = None, reorder: Any = None,
   axes = list(np.atleast_1d(fig.subplots(1, len(parts))))
   if deletion is not None:
     ax = axes.pop(0)
-    ax.errorbar(deletion.ks, 100.0 * deletion.mean, yerr=100.0 * deletion.std, fmt="o-",
-                capsize=3)
+    curves = deletion if isinstance(deletion, Mapping) else {None: deletion}
+    for name, curve in curves.items():
+      ax.errorbar(curve.ks, 100.0 * curve.mean, yerr=100.0 * curve.std, fmt="o-", capsize=3,
+                  label=name)
     ax.set(title="deleting k blocks", xlabel="number of deleted blocks",
            ylabel="test error (%)")
+    if len(curves) > 1:
+      ax.legend(fontsize="small")
   if reorder is not None:
     ax = axes.pop(0)
     ax.scatter(reorder.tau.reshape(-1), 100.0 * reorder.errors.reshape(-1), s=8, alpha=0.4)
@@ -306,11 +323,17 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     plot_response_std(stds, out("response_std"))
   single = {m: a["lesion_single"] for m, a in analyses.items() if "lesion_single" in a}
   if single:
+    # Marked where every model has the same blocks (a ResNet, its SD twin, a PyramidNet).
+    names = {tuple(analyses[m].get("block_names", ())) for m in single}
     plot_lesion_single(single, out("lesion_single"),
-                       baselines={m: analyses[m]["lesion_baseline"] for m in single})
+                       baselines={m: analyses[m]["lesion_baseline"] for m in single},
+                       downsampling=downsampling_blocks(names.pop()) if len(names) == 1 else ())
   if (a := last_with("lesion_k")) is not None:
-    plot_lesion_k_and_reorder(as_namespace(a["lesion_k"]), as_namespace(a.get("lesion_reorder")),
-                              out("lesion_k_reorder"))
+    # Deletion curves of every residual model with the same number of blocks as the one shown.
+    deletion = {m: as_namespace(b["lesion_k"]) for m, b in analyses.items()
+                if "lesion_k" in b and b["residual"] and b["num_blocks"] == a["num_blocks"]}
+    plot_lesion_k_and_reorder(deletion if len(deletion) > 1 else as_namespace(a["lesion_k"]),
+                              as_namespace(a.get("lesion_reorder")), out("lesion_k_reorder"))
   if (a := last_with("paths_sampled")) is not None:
     plot_path_length_distribution(a["num_blocks"], out("path_lengths"))
     plot_path_gradients(as_namespace(a["paths_sampled"]), out("path_gradients"),

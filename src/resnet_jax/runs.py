@@ -46,7 +46,9 @@ _MINIMUM = {"batch_size": 1, "num_steps": 1, "log_every": 1, "eval_every": 1,
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  overrides = {"shortcut": config.shortcut} if config.shortcut else {}
+  overrides = configs.parse_model_options(config.model_options)
+  if config.shortcut:
+    overrides["shortcut"] = config.shortcut
   return get_model(config.model, num_classes=num_classes, **overrides)
 
 

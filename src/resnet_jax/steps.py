@@ -46,6 +46,23 @@ def training_batch(data: Batch, data_rng: jax.Array, aug_rng: jax.Array, step: j
   return {"image": images, "label": data["label"][index]}
 
 
+def model_rngs(aug_rng: jax.Array, step: jax.Array,
+               axis_name: str | None = None) -> dict[str, jax.Array]:
+  """The model's randomness in training step `step`, as `apply`'s rngs.
+
+  "minibatch": draws made once per mini-batch (stochastic depth's blocks, drop-path's columns),
+  the same on every device. "dropout": per-example draws (dropout, per-sample drop-path); inside
+  shard_map each device folds in its index, so the slices of a global batch differ as they would
+  under jit. Both come from the step's augmentation key, split four ways where augmentation
+  splits it two ways (`augment.draw_augmentation`), so they are independent of the crops and
+  flips and a resumed run draws them again exactly.
+  """
+  _, _, minibatch, dropout = jax.random.split(jax.random.fold_in(aug_rng, step), 4)
+  if axis_name is not None:
+    dropout = jax.random.fold_in(dropout, jax.lax.axis_index(axis_name))
+  return {"minibatch": minibatch, "dropout": dropout}
+
+
 def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax.Array, *,
                model: nn.Module, tx: optax.GradientTransformation,
                learning_rate_fn: Callable[[jax.Array], Any], batch_size: int,
@@ -59,7 +76,8 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
     state: the train state.
     data: the whole training set {"image": [M, H, W, C], "label": [M]}, on the device.
     data_rng, aug_rng: the run's data-order and augmentation keys; both are folded with
-      state.step, so a resumed run draws exactly the batches of an uninterrupted one.
+      state.step, so a resumed run draws exactly the batches of an uninterrupted one (and the
+      model's own randomness, `model_rngs`).
     model, tx, learning_rate_fn: bound with functools.partial before compiling.
     batch_size: the global batch size.
     augment_pad, augment_flip: He 2015's pad-4 crop and flip.
@@ -78,7 +96,8 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
 
   def loss_fn(params):
     logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                   batch["image"], train=True, mutable=["batch_stats"])
+                                   batch["image"], train=True, mutable=["batch_stats"],
+                                   rngs=model_rngs(aug_rng, state.step, axis_name))
     loss = cross_entropy(logits, batch["label"]).mean()
     return loss, (logits, new_vars["batch_stats"])
 

@@ -20,15 +20,16 @@ from resnet_jax import analyze, configs, metrics_io, report, train
 def run_configs(config: ml_collections.ConfigDict,
                 seeds: int) -> dict[tuple[int, str], ml_collections.ConfigDict]:
   """The training config of every (seed, model entry): the experiment's recipe with the model,
-  its shortcut option and the seed filled in. Every other field, the warm-up included, is the
-  recipe's as given (an "auto" warm-up is decided per model when the run starts)."""
+  its shortcut or model options and the seed filled in. Every other field, the warm-up included,
+  is the recipe's as given (an "auto" warm-up is decided per model when the run starts)."""
   if seeds < 1:
     raise ValueError(f"seeds must be >= 1, got {seeds}")
   out = {}
   for seed in range(seeds):
     for spec in config.models:
       train_config = copy.deepcopy(config.train)
-      train_config.model, train_config.shortcut = configs.split_spec(spec)
+      (train_config.model, train_config.shortcut,
+       train_config.model_options) = configs.split_spec(spec)
       train_config.seed = seed
       out[(seed, spec)] = train_config
   return out

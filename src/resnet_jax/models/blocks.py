@@ -1,7 +1,9 @@
 """Residual and plain blocks. One small class per block *structure* (He 2015 v1, He 2016 v2).
 
-Every block is called as `block(x, ctrl, train)` with `ctrl` its scalar `BlockControls` (or None)
-and ends in `layers.residual_join` (or `layers.plain_join` for plain twins). A block owns its
+Every block is called as `block(x, ctrl, train)` with `ctrl` its scalar `BlockControls` (or None).
+A residual block computes its shortcut, then its branch through `layers.residual_unit` (which
+can skip the branch for stochastic depth and ends in `layers.residual_join`); a plain twin ends
+in `layers.plain_join`. A block owns its
 shortcut and options, and declares in `residual` whether it adds a shortcut (paths to analyse).
 
 Responses (He et al. 2015, Fig. 7) are sown into the "intermediates" collection under the names
@@ -59,9 +61,9 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    y = _two_convs(self, x, train)
     skip = _post_shortcut(x, self.features, self.strides, train, self.shortcut)
-    return nn.relu(layers.residual_join(skip, y, ctrl))
+    return nn.relu(layers.residual_unit(self, lambda m, x: _two_convs(m, x, train), x, skip,
+                                        ctrl, train))
 
 
 class PlainBlock(nn.Module):
@@ -93,8 +95,7 @@ class Bottleneck(nn.Module):
   stride_in_3x3: bool = False
   expansion: int = 4
 
-  @nn.compact
-  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+  def _branch(self, x: jax.Array, train: bool) -> jax.Array:
     s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
     y = layers.conv1x1(self.features, strides=s1, name="conv1")(x)
     y = nn.relu(layers.batch_norm(train, "bn1")(y))
@@ -103,9 +104,13 @@ class Bottleneck(nn.Module):
     self.sow("intermediates", "response1", y)
     y = nn.relu(y)
     y = layers.conv1x1(self.features * self.expansion, name="conv3")(y)
-    y = layers.batch_norm(train, "bn3")(y)
+    return layers.batch_norm(train, "bn3")(y)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
     skip = _post_shortcut(x, self.features * self.expansion, self.strides, train, self.shortcut)
-    return nn.relu(layers.residual_join(skip, y, ctrl))
+    return nn.relu(layers.residual_unit(self, lambda m, x: m._branch(x, train), x, skip, ctrl,
+                                        train))
 
 
 def _preact_shortcut(x: jax.Array, pre: jax.Array, features: int, strides: int,
@@ -125,16 +130,22 @@ class PreActBlock(nn.Module):
   shortcut: str = "A"
   first: bool = False
 
-  @nn.compact
-  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
+  def _branch(self, pre: jax.Array, train: bool) -> jax.Array:
     y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(pre)
     y = layers.batch_norm(train, "bn2")(y)
     self.sow("intermediates", "response1", y)
     y = layers.conv3x3(self.features, name="conv2")(nn.relu(y))
     self.sow("intermediates", "response2", y)
+    return y
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    # The pre-activation stays outside the skippable branch: the shortcut of the first unit and
+    # of projections reads it.
+    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
     skip = _preact_shortcut(x, pre, self.features, self.strides, self.shortcut, self.first)
-    return layers.residual_join(skip, y, ctrl)
+    return layers.residual_unit(self, lambda m, pre: m._branch(pre, train), pre, skip, ctrl,
+                                train)
 
 
 class PreActBottleneck(nn.Module):
@@ -152,16 +163,19 @@ class PreActBottleneck(nn.Module):
   stride_in_3x3: bool = True
   expansion: int = 4
 
-  @nn.compact
-  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    out = self.features * self.expansion
+  def _branch(self, pre: jax.Array, train: bool) -> jax.Array:
     s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
-    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
     y = layers.conv1x1(self.features, strides=s1, name="conv1")(pre)
     y = nn.relu(layers.batch_norm(train, "bn2")(y))
     y = layers.conv3x3(self.features, strides=s3, name="conv2")(y)
     y = layers.batch_norm(train, "bn3")(y)
     self.sow("intermediates", "response1", y)
-    y = layers.conv1x1(out, name="conv3")(nn.relu(y))
-    skip = _preact_shortcut(x, pre, out, self.strides, self.shortcut, self.first)
-    return layers.residual_join(skip, y, ctrl)
+    return layers.conv1x1(self.features * self.expansion, name="conv3")(nn.relu(y))
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
+    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
+    skip = _preact_shortcut(x, pre, self.features * self.expansion, self.strides, self.shortcut,
+                            self.first)
+    return layers.residual_unit(self, lambda m, pre: m._branch(pre, train), pre, skip, ctrl,
+                                train)

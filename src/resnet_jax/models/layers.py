@@ -4,6 +4,7 @@
 the per-block controls (`BlockControls`) act there and nowhere else.
 """
 import functools
+from typing import Callable
 
 import flax
 import flax.linen as nn
@@ -80,11 +81,22 @@ class BlockControls:
       first block hold K stacked copies of the batch ([K*N, ...]) and each join shifts the
       branch's cotangent by one copy, so the cotangent of copy k at a block input is the sum of
       the gradients of all paths through exactly k branches (see `analysis.path_gradients`).
+    keep: training only, set by the network: [num_blocks] 0/1 draws of this mini-batch. A block
+      with keep 0 does not compute its branch at all (forward and backward skipped under
+      `nn.cond`): stochastic depth (Huang et al. 2016) and effective-path training (Veit et al.
+      2016 §5). None: every branch runs.
+    sample_survival: training only, set by the network: [num_blocks] survival probabilities of a
+      per-sample drop-path (each example keeps the branch with probability p, scaled by 1/p).
+    skip_dropped: static. True: a branch with keep 0 is skipped (`nn.cond`). False: it is
+      computed and multiplied by 0 (see `network.ResNet.skip_dropped`).
   """
   gate: jax.Array
   branch_grad: jax.Array
   skip_grad: jax.Array
   path_stack: int = flax.struct.field(pytree_node=False, default=0)
+  keep: jax.Array | None = None
+  sample_survival: jax.Array | None = None
+  skip_dropped: bool = flax.struct.field(pytree_node=False, default=True)
 
   @classmethod
   def default(cls, num_blocks: int, path_stack: int = 0) -> "BlockControls":
@@ -170,6 +182,42 @@ def residual_join(shortcut: jax.Array, branch: jax.Array, ctrl: BlockControls | 
   if ctrl.path_stack:
     branch = shift_cotangent(branch, ctrl.path_stack)
   return shortcut + ctrl.gate.astype(branch.dtype) * branch
+
+
+def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], jax.Array],
+                  x: jax.Array, shortcut: jax.Array, ctrl: BlockControls | None,
+                  train: bool) -> jax.Array:
+  """shortcut + branch_fn(block, x), the branch skipped or dropped where the controls say so.
+
+  Every residual block computes its branch through here, so that stochastic depth applies to any
+  residual family: with `ctrl.keep` set (training), a dropped block's branch is not computed
+  (`nn.cond`: its forward and backward are skipped, the saving Huang et al. report); with
+  `ctrl.sample_survival` set, each example keeps the branch with probability p, scaled by 1/p.
+  The sum itself is `residual_join`, the analysis hook.
+
+  Args:
+    block: the calling block; `branch_fn(block, x)` creates its submodules with explicit names.
+    branch_fn: the residual function F.
+    x: [N, H, W, C] block input (or its pre-activation), passed to branch_fn.
+    shortcut: the block's shortcut, the shape of F(x).
+    ctrl: this block's scalar controls, or None.
+    train: whether the network is training (the drops act only then).
+  """
+  if ctrl is None or not train or block.is_initializing():
+    return residual_join(shortcut, branch_fn(block, x), ctrl)
+  if ctrl.sample_survival is not None:
+    p = ctrl.sample_survival
+    kept = jax.random.bernoulli(block.make_rng("dropout"), p, (x.shape[0], 1, 1, 1))
+    return residual_join(shortcut, branch_fn(block, x) * (kept / p).astype(x.dtype), ctrl)
+  if ctrl.keep is not None and not ctrl.skip_dropped:
+    return residual_join(shortcut, branch_fn(block, x) * ctrl.keep.astype(x.dtype), ctrl)
+  if ctrl.keep is not None:
+    # `nn.cond` stays a real conditional only outside vmap (under vmap it becomes a select that
+    # computes both sides); the train step does not vmap the model.
+    return nn.cond(ctrl.keep > 0,
+                   lambda mdl, x, skip: residual_join(skip, branch_fn(mdl, x), ctrl),
+                   lambda mdl, x, skip: skip, block, x, shortcut)
+  return residual_join(shortcut, branch_fn(block, x), ctrl)
 
 
 def plain_join(identity: jax.Array, transform: jax.Array, ctrl: BlockControls | None) -> jax.Array:

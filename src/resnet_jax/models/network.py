@@ -34,6 +34,34 @@ def bind(block_cls: type[nn.Module], **options) -> ModuleDef:
   return functools.partial(block_cls, **options)
 
 
+DROP_MODES = ("batch", "sample")
+# Options of the network rather than of one family: every residual net built on `ResNet` takes
+# them (`get_model(name, stochastic_depth=0.5)`).
+NETWORK_OPTIONS = ("stochastic_depth", "drop_mode", "active_blocks", "skip_dropped")
+
+
+def check_drops(num_blocks: int, stochastic_depth: float | None = None, drop_mode: str = "batch",
+                active_blocks: int | None = None, skip_dropped: bool = True) -> None:
+  """ValueError unless the stochastic-depth options make sense for a net of num_blocks blocks."""
+  if not isinstance(skip_dropped, bool):
+    raise ValueError(f"skip_dropped must be True or False, got {skip_dropped!r}")
+  if stochastic_depth is not None and (isinstance(stochastic_depth, bool) or not isinstance(
+      stochastic_depth, (int, float)) or not 0 < stochastic_depth <= 1):
+    raise ValueError("stochastic_depth is p_L, the survival probability of the last block, in "
+                     f"(0, 1] (Huang et al. use 0.5), got {stochastic_depth!r}")
+  if drop_mode not in DROP_MODES:
+    raise ValueError(f"drop_mode must be one of {DROP_MODES} (batch: the paper's per-mini-batch "
+                     f"draw, sample: per-example drop-path), got {drop_mode!r}")
+  if active_blocks is not None:
+    if isinstance(active_blocks, bool) or not isinstance(active_blocks, int) or not (
+        1 <= active_blocks <= num_blocks):
+      raise ValueError(f"active_blocks must be an integer in [1, {num_blocks}] (the net's "
+                       f"blocks), got {active_blocks!r}")
+    if stochastic_depth is not None or drop_mode != "batch":
+      raise ValueError("active_blocks (exactly k blocks per mini-batch) excludes "
+                       "stochastic_depth and drop_mode='sample'")
+
+
 def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2015 §4.2: 3x3 conv - BN - ReLU. The BN output is the stem's response (Fig. 7)."""
   x = layers.conv3x3(net.widths[0], name="stem_conv")(images)
@@ -84,6 +112,21 @@ class ResNet(nn.Module):
       first unit), else None.
     num_classes: logits per image.
     scan_unroll: scanned blocks unrolled per loop step; None: `stages.default_unroll`.
+    stochastic_depth: p_L of stochastic depth (Huang et al. 2016), or None for a constant-depth
+      net. Block l of L survives a mini-batch with p_l = 1 - l/L (1 - p_L) (linear decay); at
+      test time every branch runs, multiplied by p_l.
+    drop_mode: "batch" (the paper and its code: one draw per block per mini-batch, a dropped
+      branch is not computed, no scaling at train time) or "sample" (per-example drop-path with
+      1/p_l at train time and none at test time, as timm).
+    active_blocks: effective-path training (Veit et al. 2016 §5): exactly this many blocks,
+      chosen uniformly, run in each mini-batch (the others' branches are skipped); at test time
+      every branch runs, multiplied by active_blocks / num_blocks. None: off.
+    skip_dropped: in "batch" mode, True skips a dropped block's branch (`nn.cond`: forward and
+      backward not computed, the paper's time saving). False computes it and multiplies it by 0:
+      the same outputs and gradients (a dropped block's BN running statistics still see the
+      batch, the one difference), for XLA's CPU backend, where convolution gradients inside a
+      conditional run about ten times slower than outside one (`make bench`), so that skipping
+      costs time there instead of saving it.
 
   `apply` takes images [N, H, W, C] float and returns logits [N, num_classes]
   ([K*N, num_classes] when `controls.path_stack` = K).
@@ -96,10 +139,44 @@ class ResNet(nn.Module):
   first_block: ModuleDef | None = None
   num_classes: int = 10
   scan_unroll: int | None = None
+  stochastic_depth: float | None = None
+  drop_mode: str = "batch"
+  active_blocks: int | None = None
+  skip_dropped: bool = True
 
   @property
   def num_blocks(self) -> int:
     return sum(self.stage_sizes)
+
+  def survival(self) -> jax.Array | None:
+    """[num_blocks] probability that each block's branch runs in a training mini-batch, or None
+    when every branch always runs."""
+    n = self.num_blocks
+    if self.active_blocks is not None:
+      return jnp.full((n,), self.active_blocks / n, jnp.float32)
+    if self.stochastic_depth is None:
+      return None
+    depth = jnp.arange(1, n + 1, dtype=jnp.float32)
+    return 1.0 - depth / n * (1.0 - self.stochastic_depth)
+
+  def _drops(self, controls: BlockControls, train: bool) -> BlockControls:
+    """The controls of this mini-batch's dropped blocks (training) or of the expected network
+    (test: each branch multiplied by its survival probability, a lesion gate of p_l)."""
+    survival = self.survival()
+    if survival is None or self.is_initializing():
+      return controls
+    if self.drop_mode == "sample":  # scaled by 1/p_l in training, so nothing to do at test time
+      return controls.replace(sample_survival=survival) if train else controls
+    if not train:
+      return controls.replace(gate=controls.gate * survival)
+    # One draw per mini-batch, the same on every device ("minibatch" stream, see steps.py).
+    key = self.make_rng("minibatch")
+    if self.active_blocks is not None:
+      chosen = jax.random.permutation(key, self.num_blocks)[:self.active_blocks]
+      keep = jnp.zeros((self.num_blocks,), jnp.float32).at[chosen].set(1.0)
+    else:
+      keep = jax.random.bernoulli(key, survival).astype(jnp.float32)
+    return controls.replace(keep=keep, skip_dropped=self.skip_dropped)
 
   @property
   def is_residual(self) -> bool:
@@ -115,6 +192,7 @@ class ResNet(nn.Module):
     stages.check_images(images)
     x = self.stem(self, images, train)
     x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
+    controls = self._drops(controls, train)
     offset = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
       first = self.first_block if s == 0 and self.first_block is not None else self.block

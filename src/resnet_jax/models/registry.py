@@ -8,7 +8,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import fractalnet, resnet
+from resnet_jax.models import fractalnet, network, resnet
 from resnet_jax.models.family import UnknownDepthError
 
 FAMILIES = (*resnet.FAMILIES, *fractalnet.FAMILIES)
@@ -21,6 +21,18 @@ def list_models() -> list[str]:
 
 def _names_help() -> str:
   return ", ".join(family.help for family in FAMILIES if family.help)
+
+
+def _with_drops(name: str, model: nn.Module, drops: dict[str, Any]) -> nn.Module:
+  """`model` with the network's stochastic-depth options (`network.NETWORK_OPTIONS`) set."""
+  if not drops:
+    return model
+  if not isinstance(model, network.ResNet) or not model.is_residual:
+    raise ValueError(f"{sorted(drops)} apply to residual nets (their blocks add a branch to a "
+                     f"shortcut); {name} is not one")
+  current = {k: getattr(model, k) for k in network.NETWORK_OPTIONS}
+  network.check_drops(model.num_blocks, **{**current, **drops})
+  return model.clone(**drops)
 
 
 def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Module:
@@ -36,12 +48,14 @@ def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Modul
     numbers = family.match(name)
     if numbers is None:
       continue
-    options = family.options()
+    options = family.options() + network.NETWORK_OPTIONS
     unknown = sorted(set(overrides) - set(options))
     if unknown:
       raise ValueError(f"{name} takes no override {unknown}; it takes {list(options)}")
+    drops = {k: overrides.pop(k) for k in network.NETWORK_OPTIONS if k in overrides}
     try:
-      return family.build(*numbers, num_classes=num_classes, **overrides)
+      model = family.build(*numbers, num_classes=num_classes, **overrides)
     except UnknownDepthError as err:
       raise ValueError(f"unknown model {name!r}: {err}; valid names: {_names_help()}") from None
+    return _with_drops(name, model, drops)
   raise ValueError(f"unknown model {name!r}; valid names: {_names_help()}")

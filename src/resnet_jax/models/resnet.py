@@ -1,5 +1,6 @@
 """He et al. 2015 and 2016: the CIFAR nets (plain and residual, original and pre-activation) and
-the ImageNet nets of Table 1, as builders of `network.ResNet` and the names that select them.
+the ImageNet nets of Table 1, as builders of `network.ResNet` and the names that select them;
+Huang et al. 2016's stochastic-depth presets of the CIFAR ResNets.
 
 Every builder takes the name's numbers (the depth) positionally and its options as keywords;
 those keywords are exactly the overrides `get_model` accepts for the family.
@@ -62,6 +63,14 @@ def resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
   layers.check_shortcut(shortcut)
   return _cifar(depth, 2, bind(blocks.BasicBlock, shortcut=shortcut), widths, num_classes,
                 scan_unroll)
+
+
+def sd_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
+              widths: Sequence[int] = CIFAR_WIDTHS, scan_unroll: int | None = None) -> ResNet:
+  """Huang et al. 2016: the CIFAR ResNet trained with stochastic depth, p_L = 0.5 and linear
+  decay (override with stochastic_depth=, drop_mode=)."""
+  return resnet(depth, num_classes=num_classes, shortcut=shortcut, widths=widths,
+                scan_unroll=scan_unroll).clone(stochastic_depth=0.5)
 
 
 def preact_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A",
@@ -135,6 +144,8 @@ FAMILIES = (
     Family("plain{depth}", plain, tuple(f"plain{d}" for d in (8,) + _CIFAR_DEPTHS),
            "plain{6n+2} and resnet{6n+2} (n >= 1: 8, 14, 20, ..., 56, 110, 1202)"),
     Family("resnet{depth}", resnet, tuple(f"resnet{d}" for d in (8,) + _CIFAR_DEPTHS), ""),
+    Family("sd_resnet{depth}", sd_resnet, ("sd_resnet110", "sd_resnet1202"),
+           "sd_resnet{6n+2} (stochastic depth, p_L = 0.5)"),
     Family("preact_resnet{depth}", preact_resnet,
            ("preact_resnet20", "preact_resnet56", "preact_resnet110"), "preact_resnet{6n+2}"),
     Family("preact_bottleneck{depth}", preact_bottleneck,

@@ -1,0 +1,201 @@
+"""Stochastic depth (Huang et al. 2016) and effective-path training (Veit et al. 2016 §5).
+
+The paper's semantics by default: one draw per block per mini-batch, a dropped block's branch not
+computed at all, no scaling at train time, each branch multiplied by p_l at test time.
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resnet_jax import configs, optim, steps
+from resnet_jax.models import BlockControls, get_model, layers
+from resnet_jax.train_state import create_train_state
+
+WIDTHS = (4, 8, 8)
+
+
+def tiny(name="resnet8", **options):
+  return get_model(name, widths=WIDTHS, **options)
+
+
+def init(model, batch=4):
+  images = jax.random.normal(jax.random.key(1), (batch, 8, 8, 3))
+  return model.init(jax.random.key(0), images), images
+
+
+def train_apply(model, variables, images, key):
+  return model.apply(variables, images, train=True, mutable=["batch_stats"],
+                     rngs={"minibatch": key, "dropout": key})
+
+
+def block_stats(batch_stats):
+  """Per block (network order) the flattened BN statistics of resnet8 (one block per stage)."""
+  return [np.concatenate([np.ravel(a) for a in jax.tree.leaves(batch_stats[f"stage{s}"])])
+          for s in (1, 2, 3)]
+
+
+def test_survival_decays_linearly_to_p_L():
+  # p_l = 1 - l/L (1 - p_L) over all L blocks, l = 1..L: the last block survives with p_L.
+  model = get_model("resnet110", stochastic_depth=0.5)
+  p = np.asarray(model.survival())
+  np.testing.assert_allclose(p, 1 - np.arange(1, 55) / 54 * 0.5, rtol=1e-6)
+  assert get_model("sd_resnet110") == model
+  assert get_model("resnet110").survival() is None
+
+
+def test_eval_equals_the_same_net_with_lesion_gates_at_p_l():
+  sd = tiny(stochastic_depth=0.5)
+  variables, images = init(sd)
+  p = sd.survival()
+  ones = jnp.ones(3)
+  gated = tiny().apply(variables, images,
+                       controls=BlockControls(gate=p, branch_grad=ones, skip_grad=ones))
+  np.testing.assert_array_equal(sd.apply(variables, images), gated)
+  # Lesions still act on an SD net: gate 0 deletes the branch whatever p_l is.
+  gate = jnp.array([1.0, 0.0, 1.0])
+  lesioned = sd.apply(variables, images, controls=BlockControls(
+      gate=gate, branch_grad=jnp.ones(3), skip_grad=jnp.ones(3)))
+  np.testing.assert_array_equal(lesioned, tiny().apply(variables, images, controls=BlockControls(
+      gate=gate * p, branch_grad=jnp.ones(3), skip_grad=jnp.ones(3))))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_dropped_block_is_not_computed_and_is_not_scaled(seed):
+  sd = tiny(stochastic_depth=0.5)
+  variables, images = init(sd)
+  key = jax.random.key(seed)
+  logits, new = jax.jit(functools.partial(train_apply, sd))(variables, images, key)
+  # A computed block updates its BN statistics; a dropped one leaves them as they were.
+  updated = [not np.array_equal(a, b) for a, b in zip(block_stats(new["batch_stats"]),
+                                                        block_stats(variables["batch_stats"]))]
+  kept = np.asarray(updated, np.float32)
+  # Forward: exactly the constant-depth net with the dropped branches' gates at 0, kept ones at 1
+  # (no 1/p scaling at train time).
+  expected, _ = tiny().apply(variables, images, train=True, mutable=["batch_stats"],
+                             controls=BlockControls(gate=jnp.asarray(kept), branch_grad=jnp.ones(3),
+                                                    skip_grad=jnp.ones(3)))
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  # Backward: no gradient reaches a dropped branch's parameters.
+  grads = jax.grad(lambda p: train_apply(sd, {**variables, "params": p}, images, key)[0].sum())(
+      variables["params"])
+  for s, k in zip((1, 2, 3), kept):
+    norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads[f"stage{s}"]))
+    assert (norm > 0) == bool(k), (s, k, norm)
+
+
+def test_draws_vary_by_mini_batch_and_follow_the_survival_rate():
+  sd = tiny(stochastic_depth=0.5)
+  variables, images = init(sd)
+  apply = jax.jit(functools.partial(train_apply, sd))
+  counts = np.zeros(3)
+  trials = 60
+  for i in range(trials):
+    _, new = apply(variables, images, jax.random.key(i))
+    counts += [not np.array_equal(a, b) for a, b in zip(block_stats(new["batch_stats"]),
+                                                       block_stats(variables["batch_stats"]))]
+  rates = counts / trials
+  expected = np.asarray(sd.survival())  # 5/6, 2/3, 1/2
+  assert np.all(np.abs(rates - expected) < 0.2), (rates, expected)
+  assert 0 < counts[2] < trials
+
+
+def test_active_blocks_runs_exactly_k_blocks_per_mini_batch_and_scales_k_over_n_at_test():
+  model = tiny(active_blocks=2)
+  variables, images = init(model)
+  apply = jax.jit(functools.partial(train_apply, model))
+  for i in range(8):
+    _, new = apply(variables, images, jax.random.key(i))
+    changed = [not np.array_equal(a, b) for a, b in zip(block_stats(new["batch_stats"]),
+                                                        block_stats(variables["batch_stats"]))]
+    assert sum(changed) == 2
+  gated = tiny().apply(variables, images, controls=BlockControls(
+      gate=jnp.full(3, 2 / 3), branch_grad=jnp.ones(3), skip_grad=jnp.ones(3)))
+  np.testing.assert_allclose(model.apply(variables, images), gated, rtol=1e-6)
+
+
+class _OnesBranch(nn.Module):
+  """A residual unit whose branch is all ones: its output shows the drop mask directly."""
+
+  @nn.compact
+  def __call__(self, x, ctrl, train):
+    return layers.residual_unit(self, lambda m, x: jnp.ones_like(x), x, jnp.zeros_like(x), ctrl,
+                                train)
+
+
+def test_sample_mode_drops_per_example_with_inverse_scaling():
+  ctrl = BlockControls.default(1).at(0).replace(sample_survival=jnp.float32(0.25))
+  out = _OnesBranch().apply({}, jnp.zeros((4000, 1, 1, 1)), ctrl, True,
+                            rngs={"dropout": jax.random.key(0)})
+  values = np.unique(np.asarray(out))
+  np.testing.assert_allclose(values, [0.0, 4.0])  # dropped, or kept and scaled by 1/p
+  assert abs(float(out.mean()) - 1.0) < 0.1  # unbiased: E[mask / p] = 1
+  model = tiny(stochastic_depth=0.5, drop_mode="sample")
+  variables, images = init(model)
+  # No scaling at test time (it was applied in training), unlike the paper's batch mode.
+  np.testing.assert_array_equal(model.apply(variables, images), tiny().apply(variables, images))
+  # With p = 1 every example keeps every branch: the constant-depth net.
+  full = tiny(stochastic_depth=1.0, drop_mode="sample")
+  np.testing.assert_allclose(train_apply(full, variables, images, jax.random.key(0))[0],
+                             train_apply(tiny(), variables, images, jax.random.key(0))[0],
+                             rtol=1e-6)
+
+
+def test_train_step_draws_from_the_step_so_it_is_deterministic_and_changes_per_step():
+  config = configs.base_config()
+  config.update(dict(batch_size=8, augment_pad=1, augment_flip=False, warmup="none"))
+  model = tiny(stochastic_depth=0.5)
+  tx = optim.make_optimizer(config)
+  step = jax.jit(functools.partial(
+      steps.train_step, model=model, tx=tx,
+      learning_rate_fn=optim.learning_rate_schedule(config), batch_size=8, augment_pad=1,
+      augment_flip=False))
+  state = create_train_state(model, tx, jax.random.key(0), (8, 8, 3))
+  data = {"image": jax.random.normal(jax.random.key(1), (32, 8, 8, 3)),
+          "label": jnp.arange(32, dtype=jnp.int32) % 10}
+  keys = (jax.random.key(2), jax.random.key(3))
+  a, _ = step(state, data, *keys)
+  b, _ = step(state, data, *keys)
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  rngs = [steps.model_rngs(keys[1], jnp.int32(s)) for s in (0, 1)]
+  assert not np.array_equal(jax.random.key_data(rngs[0]["minibatch"]),
+                            jax.random.key_data(rngs[1]["minibatch"]))
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(stochastic_depth=0.0), r"\(0, 1\]"),
+    (dict(stochastic_depth=1.5), r"\(0, 1\]"),
+    (dict(stochastic_depth=0.5, drop_mode="row"), "batch"),
+    (dict(active_blocks=0), r"\[1, 3\]"),
+    (dict(active_blocks=2, stochastic_depth=0.5), "excludes"),
+])
+def test_bad_options_name_the_valid_ones(options, match):
+  with pytest.raises(ValueError, match=match):
+    tiny(**options)
+
+
+def test_stochastic_depth_needs_a_residual_net():
+  with pytest.raises(ValueError, match="residual"):
+    get_model("plain20", stochastic_depth=0.5)
+  with pytest.raises(ValueError, match="stochastic_depth"):
+    get_model("resnet20", stochastic_dept=0.5)
+
+
+def test_masked_drops_give_the_skipped_outputs_and_gradients():
+  # skip_dropped=False computes a dropped branch and multiplies it by 0 (for XLA:CPU, where a
+  # conditional slows convolution gradients): same draws, outputs and gradients.
+  skipped, masked = tiny(stochastic_depth=0.5), tiny(stochastic_depth=0.5, skip_dropped=False)
+  variables, images = init(skipped)
+  def loss(model, params, key):
+    return train_apply(model, {**variables, "params": params}, images, key)[0].sum()
+
+  for seed in range(3):
+    key = jax.random.key(seed)
+    np.testing.assert_allclose(train_apply(skipped, variables, images, key)[0],
+                               train_apply(masked, variables, images, key)[0], atol=1e-6)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
+                 jax.grad(functools.partial(loss, skipped))(variables["params"], key),
+                 jax.grad(functools.partial(loss, masked))(variables["params"], key))
