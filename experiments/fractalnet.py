@@ -24,20 +24,19 @@ GPU time: not yet measured by this project.
 from resnet_jax import configs
 from resnet_jax.configs import experiment_config, fractalnet_recipe, parse_arg
 
-DIGITS_WIDTHS = (8, 16, 32, 64, 64)
+DIGITS_WIDTHS = "widths=(8,16,32,64,64)"
 
 
 def get_config(arg: str = "digits"):
   dataset, smoke = parse_arg(arg)
+  # Each model entry carries its options (they replace the recipe's model_options).
+  widths = [DIGITS_WIDTHS] if dataset == "digits" else []
+  plain = ",".join(widths + ["drop_path=0.0", "global_drop=0.0"])
+  models = ("fractalnet_c3" + (":" + widths[0] if widths else ""), f"fractalnet_c3:{plain}")
   config = experiment_config(
-      "fractalnet",
-      ("fractalnet_c3", "fractalnet_c3:drop_path=0.0,global_drop=0.0"),
-      dataset=dataset, smoke=smoke,
-      analyses=("columns",),
+      "fractalnet", models, dataset=dataset, smoke=smoke, analyses=("columns",),
       title="FractalNet's columns, with and without drop-path (Larsson et al. 2017, Table 3)")
-  config.train = fractalnet_recipe(dataset, config.models[0])
+  config.train = fractalnet_recipe(dataset, "fractalnet_c3")
   if smoke:
     configs.smoke(config.train)
-  # The digits widths hold for both nets: `model_options` ("key=value,...") reach get_model.
-  config.train.model_options = f"widths={DIGITS_WIDTHS}" if dataset == "digits" else ""
   return config

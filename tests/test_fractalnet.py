@@ -1,16 +1,17 @@
 """FractalNet (Larsson et al. 2017): parameter counts, joins, drop-path, the column analysis."""
+import functools
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from config_files import REPO, load
 
-from resnet_jax import analysis, analyze, configs, experiment, plots
+from resnet_jax import analysis, analyze, configs, experiment, optim, plots, steps
 from resnet_jax.models import fractalnet, get_model, list_models
 from resnet_jax.models.fractalnet import FractalNet, join, num_paths
+from resnet_jax.train_state import create_train_state
 
 IMAGES = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
 
@@ -137,7 +138,8 @@ def test_two_column_block_by_hand():
 
 def _train_apply(model, variables, key, columns=None):
   logits, state = model.apply(variables, IMAGES, train=True, columns=columns,
-                              rngs={"dropout": key}, mutable=["batch_stats", "intermediates"])
+                              rngs={"minibatch": key, "dropout": key},
+                              mutable=["batch_stats", "intermediates"])
   return logits, state.get("intermediates", {})
 
 
@@ -179,8 +181,8 @@ def test_global_drop_path_is_exactly_one_column():
 
 def _stats_moved(model, key):
   variables = model.init(jax.random.key(0), IMAGES)
-  _, state = model.apply(variables, IMAGES, train=True, rngs={"dropout": key},
-                         mutable=["batch_stats"])
+  _, state = model.apply(variables, IMAGES, train=True,
+                         rngs={"minibatch": key, "dropout": key}, mutable=["batch_stats"])
   return [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(state["batch_stats"]),
                                                 jax.tree.leaves(variables["batch_stats"]))]
 
@@ -202,7 +204,7 @@ def test_eval_is_deterministic_and_draws_nothing():
   np.testing.assert_array_equal(first, model.apply(variables, IMAGES))
   _, state = model.apply(variables, IMAGES, mutable=["intermediates"])
   assert not jax.tree.leaves(state.get("intermediates", {}))  # eval joins are plain means
-  with pytest.raises(Exception, match="dropout"):
+  with pytest.raises(Exception, match="minibatch"):
     model.apply(variables, IMAGES, train=True, mutable=["batch_stats"])
 
 
@@ -244,33 +246,24 @@ def test_veit_analyses_refuse_a_fractalnet_and_columns_refuse_a_resnet():
 
 
 def test_a_tiny_net_trains_a_step():
-  # The project's train step does not yet pass a "dropout" rng (the lead adds it): this step
-  # passes it to model.apply itself, as the train step will.
-  model = get_model("fractalnet_c3", widths=(4,), dropout=(0.2,), global_drop=0.0)
+  config = configs.fractalnet_recipe("digits")
+  config.update(dict(batch_size=8, augment_pad=1, augment_flip=False, warmup="none"))
+  model = get_model("fractalnet_c3", widths=(4,), dropout=(0.2,))
   assert isinstance(model, FractalNet)
-  variables = model.init(jax.random.key(0), IMAGES)
-  labels = jnp.arange(4) % 10
-  tx = optax.sgd(0.02, momentum=0.9)
-  opt_state = tx.init(variables["params"])
-
-  @jax.jit
-  def step(params, batch_stats, opt_state, key):
-    def loss_fn(params):
-      logits, new = model.apply({"params": params, "batch_stats": batch_stats}, IMAGES,
-                                train=True, rngs={"dropout": key}, mutable=["batch_stats"])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-      return loss, new["batch_stats"]
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
-
-  params, stats, opt_state, loss = step(variables["params"], variables["batch_stats"],
-                                        opt_state, jax.random.key(3))
-  assert np.isfinite(loss)
-  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(stats),
-                                                   jax.tree.leaves(variables["batch_stats"])))
-  assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params),
-                                                   jax.tree.leaves(variables["params"])))
+  tx = optim.make_optimizer(config)
+  step = jax.jit(functools.partial(
+      steps.train_step, model=model, tx=tx,
+      learning_rate_fn=optim.learning_rate_schedule(config), batch_size=8, augment_pad=1,
+      augment_flip=False))
+  state = create_train_state(model, tx, jax.random.key(0), (8, 8, 3))
+  data = {"image": jax.random.normal(jax.random.key(1), (32, 8, 8, 3)),
+          "label": jnp.arange(32, dtype=jnp.int32) % 10}
+  new, metrics = step(state, data, jax.random.key(2), jax.random.key(3))
+  assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
+  assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(new.params),
+                                                   jax.tree.leaves(state.params)))
+  again, _ = step(state, data, jax.random.key(2), jax.random.key(3))  # draws fixed by the step
+  jax.tree.map(np.testing.assert_array_equal, again.params, new.params)
 
 
 def test_analyze_computes_the_columns_of_a_fractalnet_and_skips_the_rest(tmp_path):
@@ -296,8 +289,11 @@ def test_recipe_and_experiment_configs():
   for dataset in configs.RECIPE_DATASETS:
     config = module.get_config(dataset)
     assert config.analyses == ("columns",) and config.train.dataset == dataset
-    assert config.train.model_options == ("widths=(8, 16, 32, 64, 64)" if dataset == "digits"
-                                          else "")
+    widths = "widths=(8,16,32,64,64)" if dataset == "digits" else ""
+    for spec in config.models:
+      name, shortcut, options = configs.split_spec(spec)
+      assert name == "fractalnet_c3" and not shortcut and widths in options
+      get_model(name, **configs.parse_model_options(options))
     assert module.get_config(f"{dataset},smoke").train.num_steps == 2
   with open(os.path.join(REPO, "Makefile")) as f:
     assert "--config=experiments/fractalnet.py:$(DATASET)" in f.read()
@@ -305,8 +301,6 @@ def test_recipe_and_experiment_configs():
 
 @pytest.mark.slow
 def test_experiment_smoke_run(tmp_path):
-  if "model_options" not in configs.base_config():
-    pytest.skip("needs config.model_options and the dropout rng of the train step (lead, main)")
   config = load(os.path.join(REPO, "experiments", "fractalnet.py")).get_config("digits,smoke")
   summary = experiment.run_experiment(config, str(tmp_path), progress=False)
   assert set(summary["models"]) == set(config.models)

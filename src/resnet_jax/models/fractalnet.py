@@ -117,8 +117,8 @@ class FractalNet(nn.Module):
   Called as `apply(variables, images, train=False, columns=None)`: images [N, H, W, C] float,
   logits [N, num_classes]. `columns` ([num_columns] 0/1, traced, so one compile serves every
   subset) keeps only those columns (at eval: the column analysis; in training: that subnet
-  alone, no drop-path). Otherwise training draws drop-path with the "dropout" rng; eval and init
-  draw nothing.
+  alone, no drop-path). Otherwise training draws drop-path with the "minibatch" rng (per
+  mini-batch, the same on every device; dropout uses "dropout"); eval and init draw nothing.
 
   Attributes:
     num_columns: C.
@@ -175,8 +175,8 @@ class FractalNet(nn.Module):
       return inputs[0]
     k = len(inputs)
     if policy["drop"]:
-      local = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.drop_path, (k,))
-      rescue = jax.nn.one_hot(jax.random.randint(self.make_rng("dropout"), (), 0, k), k)
+      local = jax.random.bernoulli(self.make_rng("minibatch"), 1.0 - self.drop_path, (k,))
+      rescue = jax.nn.one_hot(jax.random.randint(self.make_rng("minibatch"), (), 0, k), k)
       local = jnp.where(jnp.any(local), local.astype(jnp.float32), rescue)
       chosen = (jnp.arange(first, first + k) == policy["column"]).astype(jnp.float32)
       keep = jnp.where(policy["global"], chosen, local)
@@ -201,8 +201,8 @@ class FractalNet(nn.Module):
     if not (train and (self.drop_path > 0 or self.global_drop > 0)):
       return {"drop": False, "columns": None}
     return {"drop": True,
-            "global": jax.random.bernoulli(self.make_rng("dropout"), self.global_drop),
-            "column": jax.random.randint(self.make_rng("dropout"), (), 0, self.num_columns)}
+            "global": jax.random.bernoulli(self.make_rng("minibatch"), self.global_drop),
+            "column": jax.random.randint(self.make_rng("minibatch"), (), 0, self.num_columns)}
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False,
