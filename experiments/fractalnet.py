@@ -12,9 +12,13 @@ removed, deepest or shallowest first (figures/columns.png). Training follows
 `configs.fractalnet_recipe` (batch 100, lr 0.02 /10 as the remaining epochs halve); override it
 as --config.train.FIELD=VALUE.
 
-Digits setting: widths 8-16-32-64-64 (an eighth of the paper's; `DIGITS_WIDTHS`) for the
-recipe's 1,500 steps; both nets train in about 5 minutes on a busy 2-core CPU. The other data sets
-use the paper's widths.
+Digits setting: widths 8-16-32-64-64 (an eighth of the paper's; `DIGITS_WIDTHS`, 528,618
+parameters) for the recipe's 1,500 steps at batch 100; each net trains in 6-11 minutes on the
+2-core CPU shared with other jobs. The other data sets use the paper's widths.
+Measured on digits (seed 0): with drop-path 5.00 % final test error (2.50 at best val), each column
+alone 23.0 / 53.3 / 82.5 %; without drop-path 1.00 %, columns alone 78.8 / 85.8 / 90.0 %. Columns
+alone are evaluated with the full net's BN running statistics; recomputed for the subnet, a column
+of the drop-path net alone errs 2-3 % (see the report of the fractalnet branch).
 
 Expected (Larsson et al. 2017, 20 layers, drop-path + dropout): each column alone is a strong net
 (deepest column alone C10 7.27 vs 7.33 for the whole net, C10+ 4.68 vs 4.60, C100 29.05 vs
