@@ -10,7 +10,7 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth effective-paths multi-residual densenet
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth effective-paths multi-residual densenet fractalnet
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet clean \
@@ -90,5 +90,8 @@ multi-residual: $(STAMP) ## k = 1, 2, 4 branches per block at a similar size (Ab
 
 densenet: $(STAMP) ## DenseNet and DenseNet-BC vs a ResNet, with lesions (Huang 2017)
 	$(EXPERIMENT) --config=experiments/densenet.py:$(DATASET) --workdir=$(WORKDIR)/densenet
+
+fractalnet: $(STAMP) ## FractalNet's columns, with and without drop-path (Larsson 2017)
+	$(EXPERIMENT) --config=experiments/fractalnet.py:$(DATASET) --workdir=$(WORKDIR)/fractalnet
 
 all: $(EXPERIMENTS) ## every experiment target above

@@ -19,7 +19,7 @@ from resnet_jax.analysis import effective_paths, path_length_distribution
 _SUFFIXES = (".png", ".svg")
 # What `plot_runs` may write into a figures directory, and so may remove when nothing backs it.
 RUN_FIGURES = ("training_curves", "response_std", "lesion_single", "lesion_k_reorder",
-               "path_lengths", "path_gradients")
+               "path_lengths", "path_gradients", "columns")
 
 
 def _figure(ncols: int, nrows: int = 1, width: float = 4.5, height: float = 3.4) -> Figure:
@@ -286,6 +286,36 @@ def plot_ensemble_size(points: Mapping[str, tuple[float, float, int]],
   return str(path) + ".png"
 
 
+def plot_columns(columns_by_model: Mapping[str, Any],
+                 path: str | pathlib.Path | None = None) -> Figure:
+  """Larsson et al. 2017's column view: (a) each column alone, (b) columns removed one by one.
+
+  Args:
+    columns_by_model: model name -> `analysis.ColumnAnalysis` (or its JSON dict: full, alone,
+      deepest_removed, shallowest_removed). The full net is drawn dashed in (a).
+  """
+  _check_nonempty("columns_by_model", columns_by_model)
+  fig = _figure(2)
+  alone_ax, removed_ax = fig.subplots(1, 2)
+  for i, (name, result) in enumerate(columns_by_model.items()):
+    r = as_namespace(result if isinstance(result, Mapping) else vars(result))
+    columns = np.arange(1, np.size(r.alone) + 1)
+    alone_ax.plot(columns, 100.0 * np.asarray(r.alone), "o-", color=f"C{i}", label=name)
+    alone_ax.axhline(100.0 * r.full, color=f"C{i}", linestyle="--", linewidth=0.8)
+    removed = np.arange(np.size(r.alone))
+    removed_ax.plot(removed, 100.0 * np.asarray(r.deepest_removed), "o-", color=f"C{i}",
+                    label=f"{name}: deepest first")
+    removed_ax.plot(removed, 100.0 * np.asarray(r.shallowest_removed), "s--", color=f"C{i}",
+                    label=f"{name}: shallowest first")
+  alone_ax.set(title="one column alone (dashed: every column)",
+               xlabel="column (1 = shallowest)", ylabel="test error (%)", xticks=columns)
+  removed_ax.set(title="removing columns", xlabel="columns removed", ylabel="test error (%)",
+                 xticks=removed)
+  alone_ax.legend(fontsize="small")
+  removed_ax.legend(fontsize="x-small")
+  return _finish(fig, path)
+
+
 def as_namespace(result: Mapping[str, Any] | None) -> types.SimpleNamespace | None:
   """An analysis result read back from JSON, with its lists as arrays: what the plots take."""
   if result is None:
@@ -340,6 +370,9 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                                   a.get("branches_per_block", 1))
     plot_path_gradients(as_namespace(a["paths_sampled"]), out("path_gradients"),
                         exact=as_namespace(a["paths_exact"]))
+  columns = {m: a["columns"] for m, a in analyses.items() if "columns" in a}
+  if columns:
+    plot_columns(columns, out("columns"))
   _remove_stale(figures_dir, written)
   return written
 

@@ -55,6 +55,10 @@ def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     entry["lesion_one_branch_increase"] = _stats([
         float(np.mean(r["analysis"]["lesion_branches"]) - r["analysis"]["lesion_baseline"])
         for r in per_seed])
+  if "columns" in first:
+    cols = [r["analysis"]["columns"] for r in per_seed]
+    entry["columns_full"] = _stats([c["full"] for c in cols])
+    entry["columns_alone"] = [_stats(list(errors)) for errors in zip(*(c["alone"] for c in cols))]
   for kind in ("sampled", "exact"):
     if f"effective_paths_{kind}" in first:
       entry[f"effective_paths_{kind}"] = [r["analysis"][f"effective_paths_{kind}"]
@@ -138,6 +142,23 @@ def _branches_table(summary: dict[str, Any]) -> list[str]:
       "test error after deleting that branch alone minus the intact net's error."]
 
 
+def _columns_table(summary: dict[str, Any]) -> list[str]:
+  fractal = [(m, e) for m, e in summary["models"].items() if "columns_full" in e]
+  if not fractal:
+    return []
+  lines = ["", "| model | every column | each column alone, shallowest to deepest |",
+           "|---|---|---|"]
+  for model, e in fractal:
+    alone = " / ".join(_pct(c) for c in e["columns_alone"])
+    lines.append(f"| {model} | {_pct(e['columns_full'])} | {alone} |")
+  return lines + [
+      "", "FractalNet's columns (Larsson et al. 2017, §4.3): test error of the net and of each "
+      "column alone (its joins keep only that column). The paper's 20-layer net with drop-path "
+      "and dropout: every column 7.33 vs deepest column alone 7.27 (C10), 4.60 vs 4.68 (C10+), "
+      "28.20 vs 29.05 (C100). Each run's analysis.json also has the net as columns are removed "
+      "deepest-first and shallowest-first."]
+
+
 def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> None:
   """report.md: the results table, the analysis table, and the figures (PNG paths)."""
   seeds = summary["seeds"]
@@ -153,7 +174,7 @@ def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> N
   for model, e in summary["models"].items():
     lines.append(f"| {model} | {e['num_params']:,} | {_pct(e['train_error'])} | "
                  f"{_pct(e['test_error_at_best_val'])} | {_pct(e['final_test_error'])} |")
-  lines += _analysis_table(summary) + _branches_table(summary)
+  lines += _analysis_table(summary) + _branches_table(summary) + _columns_table(summary)
   names = [os.path.basename(f) for f in figures]
   lines += [""] + [f"![{os.path.splitext(f)[0]}](figures/{f})" for f in names]
   with open(os.path.join(workdir, REPORT_FILE), "w") as f:

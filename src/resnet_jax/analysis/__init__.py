@@ -10,6 +10,8 @@ reorder    Veit et al. 2016 Fig. 5b: test error after reordering interchangeable
 paths      Veit et al. 2016 Fig. 6a: path-length distribution and counts (for k branches per
            block too), log2 of the number of paths, effective paths (the shortest window
            holding a fraction) and the share of any window of lengths.
+columns    Larsson et al. 2017 (FractalNet): error of each column alone and of the net as
+           columns are removed (the only analysis of a FractalNet; the others refuse it).
 path_gradients
            Veit et al. 2016 Fig. 6b/c: gradient by path length (sampled single paths as Veit
            did, each on a fresh random batch, and exact per-length sums).
@@ -19,6 +21,12 @@ All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC
 per model and chunk shape (masks, routes and orders are traced).
 """
 from resnet_jax.analysis._common import random_batches
+from resnet_jax.analysis.columns import (
+    ColumnAnalysis,
+    column_analysis,
+    column_errors,
+    column_masks,
+)
 from resnet_jax.analysis.lesion import (
     LesionK,
     lesion_branch_errors,
@@ -49,11 +57,11 @@ from resnet_jax.analysis.reorder import LesionReorder, kendall_tau, lesion_reord
 from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [
-    "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
-    "block_input_shape", "effective_paths", "exact_path_gradients", "kendall_tau",
-    "lesion_branch_errors", "lesion_branches", "lesion_damage", "lesion_errors", "lesion_k",
-    "lesion_logits", "lesion_reorder", "lesion_single", "log2_num_paths", "path_counts",
-    "path_length_distribution", "random_batches",
+    "ColumnAnalysis", "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
+    "block_input_shape", "column_analysis", "column_errors", "column_masks", "effective_paths",
+    "exact_path_gradients", "kendall_tau", "lesion_branch_errors", "lesion_branches",
+    "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder",
+    "lesion_single", "log2_num_paths", "path_counts", "path_length_distribution", "random_batches",
     "response_layer_names", "response_std", "sampled_path_gradients", "single_path_gradient",
     "single_path_gradients", "sorted_response_std", "window_share",
 ]

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from resnet_jax.models import ResNet
+
 # Default budget of images pushed through the network at once, counting every mask row / route /
 # path copy as a separate image. Eval forwards of 32x32 CIFAR nets take ~0.1-1 MB per image, and
 # input-gradient backward passes keep only ReLU masks, so 512 stays within a few GB even at
@@ -66,8 +68,18 @@ def check_labels(model: Any, images: jax.Array, labels: Any) -> jax.Array:
   return jnp.asarray(labels, jnp.int32)
 
 
+def check_block_network(model: Any) -> None:
+  """The He/Veit analyses act on the blocks of a `models.ResNet` (their controls, responses and
+  stages); a FractalNet has columns instead (`analysis.columns`)."""
+  if not isinstance(model, ResNet):
+    raise ValueError(f"this analysis needs a residual or plain network of blocks (models.ResNet: "
+                     f"resnet*, plain*, preact_*), got {type(model).__name__}; a FractalNet has "
+                     "the column analysis (analysis.column_analysis)")
+
+
 def check_residual(model: Any) -> None:
   """Paths exist only in residual nets; a plain twin has one path through every block."""
+  check_block_network(model)
   if not model.is_residual:
     raise ValueError("path analyses need a residual network; plain nets have a single path "
                      "(use the lesion and response analyses for plain twins)")

@@ -63,6 +63,7 @@ _branch_wrong = jax.jit(_branch_wrong_impl, static_argnums=0)
 
 
 def _check_gates(model, gates) -> jax.Array:
+  _common.check_block_network(model)
   gates = np.asarray(gates, np.float32)
   if gates.ndim != 2 or gates.shape[0] < 1 or gates.shape[1] != model.num_blocks:
     raise ValueError(f"gates must be [num_settings >= 1, num_blocks = {model.num_blocks}], got "

@@ -24,6 +24,8 @@ import numpy as np
 from scipy import special, stats
 
 from resnet_jax.analysis import _common
+from resnet_jax.models import fractalnet
+from resnet_jax.models.fractalnet import FractalNet
 
 
 def path_counts(num_blocks: int, branches: int = 1) -> np.ndarray:
@@ -67,10 +69,15 @@ def log2_num_paths(model: Any) -> float:
   branches (n for a residual net of n blocks; 0 for a plain net, which has one path).
 
   The size of the implicit ensemble (Veit et al. 2016; Abdi & Nahavandi 2016 compare nets by
-  it), finite where the count itself overflows float64.
+  it), finite where the count itself overflows float64. A FractalNet of C columns and B blocks
+  has f(C)^B paths, f(1) = 1, f(C) = f(C-1)^2 + 1 (`models.fractalnet.num_paths`).
   """
+  if isinstance(model, FractalNet):  # columns joined by means: the expansion rule's count
+    return float(np.log2(fractalnet.num_paths(model.num_columns, model.num_blocks)))
   if not model.is_residual:
     return 0.0
+  # A DenseNet counts here too: each dense layer's channels are kept or not on the way to the
+  # output, 2^n paths for n layers (`models.densenet.num_paths`).
   return float(model.num_blocks * np.log2(_common.branches_per_block(model) + 1))
 
 

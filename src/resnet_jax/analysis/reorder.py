@@ -145,6 +145,7 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
     ValueError: a model that is not `reorderable` (a DenseNet), negative swaps, samples < 1, or
       swaps > 0 on a net without two interchangeable blocks in any stage.
   """
+  _common.check_block_network(model)
   if not model.reorderable:
     raise ValueError(f"{type(model).__name__} blocks cannot be reordered: each sees a different "
                      "input (a dense layer reads every earlier layer's channels); the lesion "

@@ -55,6 +55,7 @@ def response_layer_names(model: Any, variables: Mapping[str, Any],
   Returns:
     ["stem", "stage1_block1_response1", ...], as `surgery.responses_in_order` names them.
   """
+  _common.check_block_network(model)
   x = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
   _, state = jax.eval_shape(
       lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]),
@@ -94,6 +95,7 @@ def response_std(model: Any, variables: Mapping[str, Any], images: Any, *,
   Raises:
     ValueError: images not [N, H, W, C] floats, or batch_size < 1.
   """
+  _common.check_block_network(model)
   images = _common.check_images(images)
   batch_size = _common.check_count(batch_size, "batch_size")
   variables = _common.eval_variables(variables)

@@ -23,8 +23,9 @@ import tqdm
 from resnet_jax import analysis, checkpoint, configs, metrics_io, plots, runs
 from resnet_jax.analyze import _paths
 from resnet_jax.errors import ConfigError, CorruptFileError
+from resnet_jax.models.fractalnet import FractalNet
 
-ANALYSES = ("response_std", "lesion", "paths")
+ANALYSES = ("response_std", "lesion", "paths", "columns")
 ANALYSIS_FILE = "analysis.json"
 # The keys of analysis.json that each analysis writes: a rerun replaces exactly these.
 RESULT_KEYS = {
@@ -33,6 +34,7 @@ RESULT_KEYS = {
                "lesion_branches"),
     "paths": ("paths_sampled", "paths_exact", "paths_protocol", "effective_paths_sampled",
               "effective_paths_exact", "path_windows"),
+    "columns": ("columns",),
 }
 # Settings that `configs.analysis_config()` may not have yet, with their defaults: the path
 # analyses draw a fresh random batch of `path_images` training images per sampled path (Veit's
@@ -41,6 +43,9 @@ PATH_SPLITS = ("train", "test")
 PATH_BATCHES = ("random", "fixed")
 PLAIN_NET = ("a plain network has a single path through its blocks; the path analyses need "
              "residual blocks")
+FRACTAL_NET = ("a FractalNet has no residual blocks to lesion, respond or route (the analyses of "
+               "He and Veit); its ensemble view is the column analysis")
+NOT_FRACTAL = "the column analysis needs a FractalNet (fractalnet_c{C})"
 _log = logging.getLogger(__name__)
 
 
@@ -119,6 +124,16 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
   return out
 
 
+def _skipped(model, names: Sequence[str]) -> dict[str, str]:
+  """The requested analyses that do not apply to `model`, each with the reason."""
+  if isinstance(model, FractalNet):
+    return {n: FRACTAL_NET for n in names if n != "columns"}
+  skipped = {"columns": NOT_FRACTAL} if "columns" in names else {}
+  if "paths" in names and not model.is_residual:
+    skipped["paths"] = PLAIN_NET
+  return skipped
+
+
 def compute(model, variables, images, labels, analyses: str | Sequence[str],
             settings: ml_collections.ConfigDict | None = None, progress: bool = True, *,
             path_data: tuple[Any, Any] | None = None) -> dict[str, Any]:
@@ -127,7 +142,8 @@ def compute(model, variables, images, labels, analyses: str | Sequence[str],
   Args:
     images, labels: [N, H, W, C] test images and [N] labels (the first settings.num_images).
     analyses: names from ANALYSES (or "all"). "paths" is skipped for a plain net (a single
-      path), which the result's "skipped" says.
+      path), "columns" for every net but a FractalNet, and every other analysis for a FractalNet;
+      the result's "skipped" says why.
     settings: `configs.analysis_config()` fields; None for the defaults.
     path_data: (images, labels) of settings.path_split for the path analyses; None: the test
       images above (path_split "test" only).
@@ -137,7 +153,7 @@ def compute(model, variables, images, labels, analyses: str | Sequence[str],
   if settings.num_images:
     images, labels = images[:settings.num_images], labels[:settings.num_images]
   key = jax.random.key(settings.seed)
-  skipped = {"paths": PLAIN_NET} if "paths" in names and not model.is_residual else {}
+  skipped = _skipped(model, names)
   out: dict[str, Any] = {"num_blocks": model.num_blocks, "block_names": model.block_names(),
                          "residual": model.is_residual, "num_classes": model.num_classes,
                          "branches_per_block": getattr(model, "branches_per_block", 1),
@@ -150,6 +166,8 @@ def compute(model, variables, images, labels, analyses: str | Sequence[str],
       out["response_std"] = analysis.response_std(model, variables, images)
     elif name == "lesion":
       out.update(_lesions(model, variables, images, labels, settings, key))
+    elif name == "columns":
+      out["columns"] = analysis.column_analysis(model, variables, images, labels)
     else:
       if path_data is None and settings.path_split != "test":
         raise ValueError(f"path_split {settings.path_split!r} needs path_data=(images, labels)")

@@ -22,8 +22,10 @@ Options (keyword arguments of `get_model`): `shortcut` ("A" | "B" | "C") for res
 `stride_in_3x3` for ImageNet bottleneck nets, `widths` (one per stage) and `scan_unroll` (how
 many of a stage's identical blocks run per loop step; see `stages.py`) for the ResNets.
 
-Every model is a `network.ResNet` or a `densenet.DenseNet`: `num_blocks`, `stage_sizes`,
-`block_names()`, `is_residual` and `reorderable` describe its blocks for the analyses.
+Every model but FractalNet is a `network.ResNet` or a `densenet.DenseNet`: `num_blocks`,
+`stage_sizes`, `block_names()`, `is_residual` and `reorderable` describe its blocks for the
+analyses. A `fractalnet.FractalNet` has no residual blocks (`is_residual` False); the column
+analysis is its own.
 """
 from resnet_jax.models.layers import BlockControls
 from resnet_jax.models.network import ResNet

@@ -8,10 +8,10 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import densenet, multires, network, resnet
+from resnet_jax.models import densenet, fractalnet, multires, network, resnet
 from resnet_jax.models.family import UnknownDepthError
 
-FAMILIES = (*resnet.FAMILIES, *multires.FAMILIES, *densenet.FAMILIES)
+FAMILIES = (*resnet.FAMILIES, *multires.FAMILIES, *densenet.FAMILIES, *fractalnet.FAMILIES)
 
 
 def list_models() -> list[str]:
