@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ("01_degradation.ipynb", "02_layer_responses.ipynb", "03_lesion_ensembles.ipynb",
-            "04_path_lengths.ipynb")
+            "04_path_lengths.ipynb", "05_descendants.ipynb")
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from resnet_jax.models import ResNet
+from resnet_jax.models.densenet import DenseNet
 
 # Default budget of images pushed through the network at once, counting every mask row / route /
 # path copy as a separate image. Eval forwards of 32x32 CIFAR nets take ~0.1-1 MB per image, and
@@ -69,12 +70,13 @@ def check_labels(model: Any, images: jax.Array, labels: Any) -> jax.Array:
 
 
 def check_block_network(model: Any) -> None:
-  """The He/Veit analyses act on the blocks of a `models.ResNet` (their controls, responses and
-  stages); a FractalNet has columns instead (`analysis.columns`)."""
-  if not isinstance(model, ResNet):
-    raise ValueError(f"this analysis needs a residual or plain network of blocks (models.ResNet: "
-                     f"resnet*, plain*, preact_*), got {type(model).__name__}; a FractalNet has "
-                     "the column analysis (analysis.column_analysis)")
+  """The He/Veit analyses act on the blocks of a network of blocks, a `models.ResNet` or a
+  `models.DenseNet` (their controls, responses and stages); a FractalNet has columns instead
+  (`analysis.columns`)."""
+  if not isinstance(model, (ResNet, DenseNet)):
+    raise ValueError(f"this analysis needs a network of blocks (resnet*, plain*, preact_*, wrn*, "
+                     f"pyramidnet*, multires*, densenet*), got {type(model).__name__}; a "
+                     "FractalNet has the column analysis (analysis.column_analysis)")
 
 
 def check_residual(model: Any) -> None:
