@@ -142,9 +142,13 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
   Returns:
     LesionReorder with orders [len(swaps), samples, num_blocks], their Kendall tau and errors.
   Raises:
-    ValueError: negative swaps, samples < 1, or swaps > 0 on a net without two interchangeable
-      blocks in any stage.
+    ValueError: negative swaps, samples < 1, swaps > 0 on a net without two interchangeable
+      blocks in any stage, or a net whose blocks change width within a stage (PyramidNet).
   """
+  if not model.interchangeable:
+    raise ValueError("reordering needs interchangeable blocks (blocks 2..n of a stage of one "
+                     "shape); this model's blocks change width within each stage (a PyramidNet), "
+                     "so no two of them can swap")
   samples = _common.check_count(samples, "samples")
   swaps = _common.check_counts(swaps, "swaps")
   pairs = _swap_pairs(model.stage_sizes)

@@ -107,7 +107,8 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
              model, variables, images, labels, np.ones((1, n), np.float32))[0]),
          "lesion_k": analysis.lesion_k(model, variables, images, labels, ks,
                                        settings.lesion_samples, jax.random.fold_in(key, 1))}
-  if model.is_residual and any(c > 2 for c in model.stage_sizes):
+  # Reordering needs blocks of one shape within a stage (not PyramidNet's widening units).
+  if model.is_residual and model.interchangeable and any(c > 2 for c in model.stage_sizes):
     swaps = sorted({1, 2, 4, 8, max(1, n // 2)})
     out["lesion_reorder"] = analysis.lesion_reorder(
         model, variables, images, labels, swaps, settings.lesion_samples,

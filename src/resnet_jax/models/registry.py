@@ -8,10 +8,10 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import network, resnet
+from resnet_jax.models import network, pyramid, resnet, wide
 from resnet_jax.models.family import UnknownDepthError
 
-FAMILIES = (*resnet.FAMILIES,)
+FAMILIES = (*resnet.FAMILIES, *wide.FAMILIES, *pyramid.FAMILIES)
 
 
 def list_models() -> list[str]:

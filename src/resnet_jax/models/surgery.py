@@ -2,7 +2,8 @@
 
 The layout these functions rely on is owned by `stages.Stage`: stage `s` holds its first block
 under `stage{s}/block1` and the rest stacked under `stage{s}/blocks/block` (leading axis = block
-index - 2).
+index - 2). An `stages.UnrolledStage` holds every block under `stage{s}/block{i}`; its blocks
+differ in shape, so only the scanned ones can be permuted.
 """
 import itertools
 import re
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 _STAGE = re.compile(r"stage(\d+)")
+_BLOCK = re.compile(r"block(\d+)")
 
 
 def responses_in_order(intermediates: Mapping[str, Any]) -> list[tuple[str, jax.Array]]:
@@ -29,15 +31,16 @@ def responses_in_order(intermediates: Mapping[str, Any]) -> list[tuple[str, jax.
   stages = sorted((k for k in intermediates if _STAGE.fullmatch(k)), key=lambda k: int(k[5:]))
   for stage in stages:
     tree = intermediates[stage]
-    first = tree["block1"]
-    for r in sorted(first):
-      out.append((f"{stage}_block1_{r}", first[r][0]))
+    unrolled = sorted((k for k in tree if _BLOCK.fullmatch(k)), key=lambda k: int(k[5:]))
+    for name in unrolled:
+      for r in sorted(tree[name]):
+        out.append((f"{stage}_{name}_{r}", tree[name][r][0]))
     if "blocks" in tree:
       rest = tree["blocks"]["block"]
       count = next(iter(rest.values()))[0].shape[0]
       for i in range(count):
         for r in sorted(rest):
-          out.append((f"{stage}_block{i + 2}_{r}", rest[r][0][i]))
+          out.append((f"{stage}_block{i + len(unrolled) + 1}_{r}", rest[r][0][i]))
   return out
 
 
