@@ -10,7 +10,7 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths wide pyramid
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis clean demo all \
@@ -73,5 +73,11 @@ lesion: $(STAMP) ## deleting and reordering blocks (Veit 2016 Figs. 3, 5)
 
 paths: $(STAMP) ## gradient by path length (Veit 2016 Fig. 6)
 	$(EXPERIMENT) --config=experiments/paths.py:$(DATASET) --workdir=$(WORKDIR)/paths
+
+wide: $(STAMP) ## Wide ResNets vs the ResNet with as many blocks (Zagoruyko 2016)
+	$(EXPERIMENT) --config=experiments/wide.py:$(DATASET) --workdir=$(WORKDIR)/wide
+
+pyramid: $(STAMP) ## PyramidNet vs ResNet and its SD twin, one-block lesions (Han 2017)
+	$(EXPERIMENT) --config=experiments/pyramid.py:$(DATASET) --workdir=$(WORKDIR)/pyramid
 
 all: $(EXPERIMENTS) ## every experiment target above

@@ -9,7 +9,8 @@ from resnet_jax import configs, experiment, metrics_io
 from resnet_jax.models import get_model
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
-TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths")
+TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths",
+           "wide", "pyramid")
 
 
 def test_every_makefile_target_has_its_config():
