@@ -10,7 +10,8 @@ DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
 EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
-EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth effective-paths multi-residual densenet fractalnet
+EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth \
+	effective-paths wide pyramid multi-residual densenet fractalnet ensemble-size
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet clean \
@@ -93,5 +94,14 @@ densenet: $(STAMP) ## DenseNet and DenseNet-BC vs a ResNet, with lesions (Huang 
 
 fractalnet: $(STAMP) ## FractalNet's columns, with and without drop-path (Larsson 2017)
 	$(EXPERIMENT) --config=experiments/fractalnet.py:$(DATASET) --workdir=$(WORKDIR)/fractalnet
+
+wide: $(STAMP) ## Wide ResNets vs the ResNet with as many blocks (Zagoruyko 2016)
+	$(EXPERIMENT) --config=experiments/wide.py:$(DATASET) --workdir=$(WORKDIR)/wide
+
+pyramid: $(STAMP) ## PyramidNet vs ResNet and its SD twin, one-block lesions (Han 2017)
+	$(EXPERIMENT) --config=experiments/pyramid.py:$(DATASET) --workdir=$(WORKDIR)/pyramid
+
+ensemble-size: $(STAMP) ## test error vs log2(paths) across depth, branches, width, families
+	$(EXPERIMENT) --config=experiments/ensemble_size.py:$(DATASET) --workdir=$(WORKDIR)/ensemble_size
 
 all: $(EXPERIMENTS) ## every experiment target above

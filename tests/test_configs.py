@@ -10,6 +10,7 @@ from resnet_jax import configs, runs, train
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
 REQUIRED = ("model", "dataset", "archive", "data_dir", "batch_size", "num_steps", "eval_every",
             "checkpoint_every", "seed")
+SMALL_NETS = (("preact", "preact_resnet8"), ("wrn", "wrn10_1"), ("pyramidnet", "pyramidnet8_a8"))
 
 
 def test_there_are_configs():
@@ -33,7 +34,9 @@ def test_config_fields_docstring_and_model(path):
 def test_config_runs_two_steps(path, tmp_path):
   """The smoke setting of each config: its own recipe, two steps on a small model and slice."""
   config = configs.smoke(load(path).get_config())
-  config.model = "preact_resnet8" if "preact" in config.model else "resnet8"
+  # A small net of the config's family, so that its model options (WRN dropout) still apply.
+  config.model = next((small for prefix, small in SMALL_NETS if config.model.startswith(prefix)),
+                      "resnet8")
   if config.dataset in ("cifar10", "cifar100"):
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=24):

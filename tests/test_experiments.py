@@ -10,7 +10,8 @@ from resnet_jax.models import get_model
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "*.py")))
 TARGETS = ("degradation", "shortcuts", "responses", "depth_1202", "preact", "lesion", "paths",
-           "stochastic_depth", "effective_paths", "multi_residual", "densenet", "fractalnet")
+           "stochastic_depth", "effective_paths", "wide", "pyramid", "multi_residual",
+           "densenet", "fractalnet", "ensemble_size")
 
 
 def test_every_makefile_target_has_its_config():

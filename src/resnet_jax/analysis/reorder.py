@@ -142,14 +142,16 @@ def lesion_reorder(model: Any, variables: Mapping[str, Any], images: Any, labels
   Returns:
     LesionReorder with orders [len(swaps), samples, num_blocks], their Kendall tau and errors.
   Raises:
-    ValueError: a model that is not `reorderable` (a DenseNet), negative swaps, samples < 1, or
-      swaps > 0 on a net without two interchangeable blocks in any stage.
+    ValueError: a model whose blocks are not `reorderable` (a PyramidNet's units widen within a
+      stage, a DenseNet's layers each read every earlier layer's channels), negative swaps,
+      samples < 1, or swaps > 0 on a net without two interchangeable blocks in any stage.
   """
   _common.check_block_network(model)
   if not model.reorderable:
-    raise ValueError(f"{type(model).__name__} blocks cannot be reordered: each sees a different "
-                     "input (a dense layer reads every earlier layer's channels); the lesion "
-                     "analyses lesion_single and lesion_k apply")
+    raise ValueError(f"reordering needs interchangeable blocks (blocks 2..n of a stage of one "
+                     f"shape); no two blocks of this {type(model).__name__} can swap (a "
+                     "PyramidNet's units widen within each stage, a DenseNet's layers each read "
+                     "every earlier layer's channels); lesion_single and lesion_k apply")
   samples = _common.check_count(samples, "samples")
   swaps = _common.check_counts(swaps, "swaps")
   pairs = _swap_pairs(model.stage_sizes)

@@ -116,6 +116,7 @@ def _lesions(model, variables, images, labels, settings, key) -> dict[str, Any]:
                                        settings.lesion_samples, jax.random.fold_in(key, 1))}
   if model.is_residual and getattr(model, "branches_per_block", 1) > 1:
     out["lesion_branches"] = analysis.lesion_branches(model, variables, images, labels)
+  # Reordering needs interchangeable blocks (not PyramidNet's widening units, not dense layers).
   if model.is_residual and model.reorderable and any(c > 2 for c in model.stage_sizes):
     swaps = sorted({1, 2, 4, 8, max(1, n // 2)})
     out["lesion_reorder"] = analysis.lesion_reorder(

@@ -13,6 +13,11 @@ Names (He et al. 2015, 2016; `registry.FAMILIES` lists every family):
   resnet{18,34,50,101,152}_imagenet, plain{18,34}_imagenet
                                  Table 1, option B. Bottleneck nets stride the first 1x1 conv as
                                  in the paper (v1); stride_in_3x3=True gives the "v1.5" placement.
+  wrn{6n+4}_{k}                  Wide ResNets WRN-d-k (Zagoruyko & Komodakis 2016; `wide.py`),
+                                 option `dropout` between each block's convolutions.
+  pyramidnet{6n+2}_a{alpha}, pyramidnet_mul{6n+2}_a{alpha}, pyramidnet_bottleneck{9n+2}_a{alpha}
+                                 PyramidNets (Han et al. 2017; `pyramid.py`): additive or
+                                 multiplicative widening, option `width_rounding`.
 
   densenet{3l+4}_k{k}, densenet_bc{6l+4}_k{k}
                                  Huang et al. 2017 (`densenet.py`): l dense layers per block,

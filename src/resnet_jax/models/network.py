@@ -64,7 +64,7 @@ def check_drops(num_blocks: int, stochastic_depth: float | None = None, drop_mod
 
 def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2015 §4.2: 3x3 conv - BN - ReLU. The BN output is the stem's response (Fig. 7)."""
-  x = layers.conv3x3(net.widths[0], name="stem_conv")(images)
+  x = layers.conv3x3(net.stem_features, name="stem_conv")(images)
   x = layers.batch_norm(train, "stem_bn")(x)
   net.sow("intermediates", "response", x)
   return nn.relu(x)
@@ -73,12 +73,12 @@ def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
 def conv_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2016: a bare 3x3 conv; the first unit applies the first BN-ReLU."""
   del train
-  return layers.conv3x3(net.widths[0], name="stem_conv")(images)
+  return layers.conv3x3(net.stem_features, name="stem_conv")(images)
 
 
 def imagenet_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2015 Table 1: 7x7/2 conv - BN - ReLU - 3x3/2 max-pool."""
-  x = nn.Conv(net.widths[0], (7, 7), strides=2, padding=3, use_bias=False,
+  x = nn.Conv(net.stem_features, (7, 7), strides=2, padding=3, use_bias=False,
               kernel_init=layers.he_normal, name="stem_conv")(images)
   x = nn.relu(layers.batch_norm(train, "stem_bn")(x))
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -99,14 +99,21 @@ def preact_head(net: nn.Module, x: jax.Array, train: bool) -> jax.Array:
 class ResNet(nn.Module):
   """stem -> stages of blocks -> head; called as `apply(variables, images, train, controls)`.
 
-  Stage s (from 1) holds `stage_sizes[s-1]` blocks of width `widths[s-1]`; the first block of
-  every stage after the first strides by 2 (every family here halves the resolution there).
+  Stage s (from 1) holds `stage_sizes[s-1]` blocks of width `widths[s-1]` (or of the widths
+  `unit_widths[s-1]`, one per block); the first block of every stage after the first strides by 2
+  (every family here halves the resolution there).
 
   Attributes:
     stage_sizes: blocks per stage.
     block: the block, `bind(BlockClass, **options)`; called as
       `block(features=, strides=, name=)(x, ctrl, train)`.
     widths: per-stage block width (a bottleneck's output is a multiple of it).
+    stem_width: the stem's channels where they differ from widths[0] (Wide ResNets and
+      PyramidNets keep a 16-channel stem), else None.
+    unit_widths: per stage, the width of each of its blocks, where the blocks of a stage differ
+      (PyramidNet widens every unit), else None. Such stages run unrolled
+      (`stages.UnrolledStage`, blocks under stage{s}/block{i}), and their blocks cannot be
+      reordered (`reorderable` is False); `widths` then holds each stage's last width.
     stem, head: `part(net, x, train)` functions (`cifar_stem`, `pooled_head`, ...).
     first_block: the network's first block where it differs from `block` (He et al. 2016's
       first unit), else None.
@@ -138,6 +145,8 @@ class ResNet(nn.Module):
   head: Part = pooled_head
   first_block: ModuleDef | None = None
   num_classes: int = 10
+  stem_width: int | None = None
+  unit_widths: Sequence[Sequence[int]] | None = None
   scan_unroll: int | None = None
   stochastic_depth: float | None = None
   drop_mode: str = "batch"
@@ -147,6 +156,10 @@ class ResNet(nn.Module):
   @property
   def num_blocks(self) -> int:
     return sum(self.stage_sizes)
+
+  @property
+  def stem_features(self) -> int:
+    return self.widths[0] if self.stem_width is None else self.stem_width
 
   def survival(self) -> jax.Array | None:
     """[num_blocks] probability that each block's branch runs in a training mini-batch, or None
@@ -185,8 +198,10 @@ class ResNet(nn.Module):
 
   @property
   def reorderable(self) -> bool:
-    """Whether blocks 2..n of a stage are interchangeable (`surgery.permute_stage_blocks`)."""
-    return True
+    """Whether blocks 2..n of every stage share one shape, so that any order of them is a network
+    (Veit et al.'s reordering, `surgery.permute_stage_blocks`); False where the widths change
+    within a stage."""
+    return self.unit_widths is None
 
   @property
   def branches_per_block(self) -> int:
@@ -208,9 +223,14 @@ class ResNet(nn.Module):
     offset = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
       first = self.first_block if s == 0 and self.first_block is not None else self.block
-      stage = stages.Stage(functools.partial(first, features=width, strides=1 if s == 0 else 2),
-                           functools.partial(self.block, features=width, strides=1), n,
-                           self.scan_unroll, name=f"stage{s + 1}")
+      strides = 1 if s == 0 else 2
+      if self.unit_widths is None:
+        stage = stages.Stage(functools.partial(first, features=width, strides=strides),
+                             functools.partial(self.block, features=width, strides=1), n,
+                             self.scan_unroll, name=f"stage{s + 1}")
+      else:
+        stage = stages.UnrolledStage(first, self.block, tuple(self.unit_widths[s]), strides,
+                                     name=f"stage{s + 1}")
       x = stage(x, controls.slice(offset, offset + n), train)
       offset += n
     return self.head(self, x, train)

@@ -8,10 +8,11 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import densenet, fractalnet, multires, network, resnet
+from resnet_jax.models import densenet, fractalnet, multires, network, pyramid, resnet, wide
 from resnet_jax.models.family import UnknownDepthError
 
-FAMILIES = (*resnet.FAMILIES, *multires.FAMILIES, *densenet.FAMILIES, *fractalnet.FAMILIES)
+FAMILIES = (*resnet.FAMILIES, *wide.FAMILIES, *pyramid.FAMILIES, *multires.FAMILIES,
+            *densenet.FAMILIES, *fractalnet.FAMILIES)
 
 
 def list_models() -> list[str]:

@@ -1,7 +1,8 @@
 """Stages of blocks, scanned so that compile time does not grow with depth.
 
 A stage is its first block (which may change the shape: stride, width, or the network's first
-pre-activation) followed by `num_blocks - 1` identical blocks that run under `nn.scan`. The
+pre-activation) followed by `num_blocks - 1` identical blocks that run under `nn.scan`. (A stage
+whose blocks all differ, as PyramidNet's, is an `UnrolledStage`.) The
 parameters of those blocks are stacked along a leading axis (`stage{s}/blocks/block/...`), their
 controls travel as scanned arrays, and permuting them is a gather on that axis
 (`surgery.permute_stage_blocks`). The compile time of an unrolled net grows faster than its
@@ -66,6 +67,30 @@ class Stage(nn.Module):
       # first.
       scanned = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), ctrl.slice(1, self.num_blocks))
       x, _ = scan(block=self.block, train=train, name="blocks")(x, scanned)
+    return x
+
+
+class UnrolledStage(nn.Module):
+  """Blocks that differ from one another (PyramidNet widens every unit), one after the other.
+
+  They cannot share a scan, so each has its own parameters under `block{i}` (from 1), the name the
+  first block of a scanned `Stage` has too: the layout of a stage is `block1`, ..., `block{k}`,
+  then, in a scanned stage, the stacked `blocks`. Compile time grows with the number of blocks
+  (the 54 units of PyramidNet-110 compile like the unrolled ResNet-110).
+  """
+  first_block: ModuleDef
+  block: ModuleDef
+  widths: Sequence[int]  # one per block
+  strides: int  # of the first block
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ctrl: BlockControls, train: bool) -> jax.Array:
+    if ctrl.num_blocks != len(self.widths):
+      raise ValueError(f"{len(self.widths)} unit widths for a stage of {ctrl.num_blocks} blocks")
+    for i, width in enumerate(self.widths):
+      block = self.first_block if i == 0 else self.block
+      x = block(features=width, strides=self.strides if i == 0 else 1,
+                name=f"block{i + 1}")(x, ctrl.at(i), train)
     return x
 
 

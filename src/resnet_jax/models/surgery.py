@@ -2,7 +2,8 @@
 
 The layout these functions rely on is owned by `stages.Stage`: stage `s` holds its first block
 under `stage{s}/block1` and the rest stacked under `stage{s}/blocks/block` (leading axis = block
-index - 2).
+index - 2). An `stages.UnrolledStage` holds every block under `stage{s}/block{i}`; its blocks
+differ in shape, so only the scanned ones can be permuted.
 """
 import itertools
 import re
@@ -40,7 +41,7 @@ def responses_in_order(intermediates: Mapping[str, Any]) -> list[tuple[str, jax.
       count = next(iter(rest.values()))[0].shape[0]
       for i in range(count):
         for r in sorted(rest):
-          out.append((f"{stage}_block{i + 2}_{r}", rest[r][0][i]))
+          out.append((f"{stage}_block{i + len(unrolled) + 1}_{r}", rest[r][0][i]))
   return out
 
 
