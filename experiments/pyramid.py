@@ -9,8 +9,9 @@ ARG: DATASET[,smoke] with DATASET one of digits (default), fashion_mnist, cifar1
 recipe (`resnet_jax.configs.recipe`) with Nesterov momentum, as PyramidNet's code (fb.resnet.torch)
 has it; override it as --config.train.FIELD=VALUE.
 
-Models of one depth and about one size: on digits ResNet-32 (0.46M), its stochastic-depth twin
-(p_L = 0.5) and the additive PyramidNet-32 with alpha 48 (0.51M); on Fashion-MNIST and CIFAR
+Models of one depth and about one size: on digits and Fashion-MNIST (CPU budgets) ResNet-32
+(0.46M), its stochastic-depth twin (p_L = 0.5; dropped branches computed and zeroed, see
+experiments/stochastic_depth.py) and the additive PyramidNet-32 with alpha 48 (0.51M); on CIFAR
 ResNet-110 (1.73M), SD ResNet-110 and PyramidNet-110 alpha 48 (1.77M). The lesion analysis
 deletes each block in turn: a PyramidNet's downsampling units add a pooled, zero-padded input,
 where the ResNet's subsample it; reordering is skipped for the PyramidNet (its units differ in
@@ -24,8 +25,12 @@ GPU time: not yet measured by this project.
 """
 from resnet_jax.configs import experiment_config, parse_arg
 
+# On the CPU data sets the SD twin computes dropped branches and zeroes them (skip_dropped=False:
+# the same outputs and gradients; XLA:CPU runs convolution gradients in a conditional ~10x slower).
+CPU_MODELS = ("resnet32", "sd_resnet32:skip_dropped=False", "pyramidnet32_a48")
 MODELS = {
-    "digits": ("resnet32", "sd_resnet32", "pyramidnet32_a48"),
+    "digits": CPU_MODELS,
+    "fashion_mnist": CPU_MODELS,
     "default": ("resnet110", "sd_resnet110", "pyramidnet110_a48"),
 }
 

@@ -76,7 +76,7 @@ def test_bad_names_raise(name, message):
     ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\)"), ({"dropout": "0.2"}, "dropout"),
     ({"memory_efficient": 1}, "True, False or None"),
     ({"widths": (16, 32, 64)}, r"takes \['dropout', 'memory_efficient'"),
-    ({"stochastic_depth": 0.5}, "residual nets")])
+    ({"stochastic_depth": 0.5}, "residual blocks")])
 def test_bad_options_raise(options, message):
   with pytest.raises(ValueError, match=message):
     get_model("densenet_bc16_k4", **options)
@@ -146,7 +146,7 @@ def test_exact_path_gradients_through_dense_joins_match_every_route():
 
 def test_dense_layers_cannot_be_reordered():
   model, variables, images, labels = tiny()
-  with pytest.raises(ValueError, match="cannot be reordered"):
+  with pytest.raises(ValueError, match="no two blocks of this DenseNet can swap"):
     analysis.lesion_reorder(model, variables, images, labels, [1], 2, jax.random.key(0))
 
 
