@@ -181,6 +181,7 @@ def test_memory_efficient_gradients_equal_the_plain_ones(name="densenet_bc16_k4"
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), stats_a, stats_b)
 
 
+@pytest.mark.slow  # a real train step; the dropout rng is covered by test_wide
 def test_train_step_with_dropout():
   config = configs.base_config()
   config.update(dict(model="densenet_bc16_k4", batch_size=8, num_steps=4, warmup="none"))

@@ -167,6 +167,7 @@ def test_responses_name_each_branch():
   assert names == [f"stage{s}_block1_response{j}" for s in (1, 2, 3) for j in (1, 2)]
 
 
+@pytest.mark.slow  # a real train step; SD itself: test_stochastic_depth
 def test_train_step_with_stochastic_depth():
   model = get_model("multires11_k2", stochastic_depth=0.5, **TINY)
   config = configs.base_config()

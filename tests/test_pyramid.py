@@ -109,6 +109,7 @@ def test_reordering_refuses_and_analyze_skips_it():
   assert len(out["lesion_single"]) == 6 and "lesion_reorder" not in out
 
 
+@pytest.mark.slow  # a real train step; SD itself: test_stochastic_depth
 def test_stochastic_depth_trains():
   check_train_steps(get_model("pyramidnet8_a12", stochastic_depth=0.5))
 

@@ -192,7 +192,7 @@ def test_masked_drops_give_the_skipped_outputs_and_gradients():
   def loss(model, params, key):
     return train_apply(model, {**variables, "params": params}, images, key)[0].sum()
 
-  for seed in range(3):
+  for seed in range(2):
     key = jax.random.key(seed)
     np.testing.assert_allclose(train_apply(skipped, variables, images, key)[0],
                                train_apply(masked, variables, images, key)[0], atol=1e-6)
