@@ -30,11 +30,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# One worker per core (pytest-xdist), each file on one worker so its compiled functions are
+# reused: most of a test's time is XLA compiling, which runs on one core.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+
 test: $(STAMP) ## the fast test suite (what CI runs)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: $(STAMP) ## every test, the slow smoke runs of each experiment included
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 lint: $(STAMP) ## ruff, and the import contracts of the package's floors (setup.cfg)
 	$(PY) -m ruff check src tests experiments benchmarks

@@ -14,7 +14,8 @@ The models add paths in different ways (log2 of the count in the report and the 
   * depth: ResNets of 3, 9 and 27 blocks (log2 = n);
   * branches per block: multi-residual nets of 9 blocks with k = 1, 2, 4 branches at about the
     same parameter count (n log2(k + 1));
-  * width: Wide ResNets, more channels and no more paths than a ResNet of the same depth;
+  * width: a Wide ResNet, more channels and no more paths than a ResNet of the same depth
+    (WRN-16-2 on the CPU data sets; WRN-40-4 and WRN-28-10 on CIFAR);
   * connections: a DenseNet-BC (each dense layer's channels kept or not: 2^layers paths);
   * columns: a FractalNet (f(C)^B paths, f(C) = f(C-1)^2 + 1).
 On CIFAR the same families at the papers' sizes.
@@ -29,7 +30,7 @@ from resnet_jax.configs import experiment_config, parse_arg
 SMALL = ("resnet8", "resnet20", "resnet56",
          "multires29_k1:widths=(8, 16, 32)", "multires29_k2:widths=(6, 11, 23)",
          "multires29_k4:widths=(4, 8, 16)",
-         "wrn16_2", "wrn16_4",
+         "wrn16_2",
          "densenet_bc28_k12:memory_efficient=False",
          "fractalnet_c3:widths=(8, 16, 32, 64, 64)")
 PAPER = ("resnet20", "resnet56", "resnet110",
