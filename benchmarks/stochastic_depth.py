@@ -10,10 +10,10 @@ the constant-depth net's.
 import argparse
 import functools
 import json
-import time
 
 import jax
 import numpy as np
+from throughput import timed  # the same timer as `make bench`'s first table (this directory)
 
 from resnet_jax import configs, optim, parallel, steps
 from resnet_jax.models import get_model
@@ -33,16 +33,6 @@ def compiled_step(model, batch_size: int, image_shape, mesh):
   state = jax.jit(functools.partial(create_train_state, model, tx, image_shape=image_shape),
                   out_shardings=parallel.replicated(mesh))(jax.random.key(0))
   return step, state
-
-
-def seconds_per_step(step, state, args, num_steps: int) -> tuple[float, object]:
-  state, metrics = step(state, *args)  # compiled and warm
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    state, metrics = step(state, *args)
-  jax.block_until_ready((state, metrics))
-  return (time.perf_counter() - start) / num_steps, state
 
 
 def main():
@@ -67,7 +57,7 @@ def main():
   times = {name: [] for name in VARIANTS}
   for _ in range(args.rounds):
     for name, (step, state) in compiled.items():
-      seconds, state = seconds_per_step(step, state, (data, *keys), args.steps)
+      seconds, state = timed(step, state, (data, *keys), args.steps)
       compiled[name] = (step, state)
       times[name].append(seconds)
   num_blocks = get_model(f"resnet{args.depth}").num_blocks
