@@ -334,3 +334,18 @@ def test_loop_and_unrolled_stages_compute_the_same_function():
   grad = lambda m: jax.grad(lambda p: m.apply({**variables, "params": p}, images).sum())(
       variables["params"])
   chex.assert_trees_all_close(grad(looped), grad(unrolled), atol=1e-5)
+
+
+def test_one_block_stages_run_without_a_loop():
+  # ResNet-14 scans one block per stage: it runs under vmap, not as a one-trip loop (XLA's CPU
+  # backend ran its train step 4.5x slower than ResNet-32's), and computes what the scan does.
+  default, looped = get_model("resnet14"), get_model("resnet14", scan_unroll=1)
+  variables, images = tiny_variables(default)
+  assert "scan" not in str(jax.make_jaxpr(lambda v: default.apply(v, images))(variables))
+  def train(model):
+    def loss(params):
+      logits, new = model.apply({**variables, "params": params}, images, train=True,
+                                mutable=["batch_stats"])
+      return logits.sum(), new
+    return jax.grad(loss, has_aux=True)(variables["params"])
+  chex.assert_trees_all_close(train(default), train(looped), atol=1e-5)

@@ -13,7 +13,8 @@ The scan is unrolled (`scan_unroll`) for stages of up to FULL_UNROLL_MAX scanned
 backend runs convolution gradients inside a loop about ten times slower than unrolled ones (a
 ResNet-20 train step at batch 64 on 16x16 images: 1.25 s as a loop, 0.12 s unrolled, measured on
 a 2-core CPU), while the unrolled ResNet-110 train step (17 blocks per stage) still compiles in
-about 20 s. The parameter layout is the same either way.
+about 20 s. A single scanned block runs under a vmap over an axis of one instead, since jax
+lowers even a one-block scan to a loop. The parameter layout is the same every way.
 """
 from typing import Callable, Sequence
 
@@ -60,12 +61,24 @@ class Stage(nn.Module):
     if self.num_blocks > 1:
       length = self.num_blocks - 1
       unroll = default_unroll(length) if self.scan_unroll is None else self.scan_unroll
-      scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
-                     split_rngs={"params": True, "dropout": True}, in_axes=0,
-                     length=length, unroll=max(1, min(unroll, length)))
       # The block axis of every control is last ([k, blocks] per-branch controls); scan wants it
       # first.
       scanned = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), ctrl.slice(1, self.num_blocks))
+      if length == 1 and self.scan_unroll is None and not self.is_initializing():
+        # One scanned block (ResNet-14, WRN-16-k): jax lowers a scan of length 1 to a one-trip
+        # loop, and XLA's CPU backend runs the convolution gradients of a loop body many times
+        # slower (ResNet-14's train step: 4.5x ResNet-32's). A vmap over an axis of one reads and
+        # writes the same stacked variables without a loop. (Init keeps the scan, whose rng
+        # splitting gives the parameters; the two split a "dropout" rng differently. An explicit
+        # scan_unroll keeps the scan.)
+        one = nn.vmap(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
+                      split_rngs={"params": True, "dropout": True}, in_axes=(None, 0),
+                      out_axes=0, axis_size=1)
+        stacked, _ = one(block=self.block, train=train, name="blocks")(x, scanned)
+        return stacked[0]
+      scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
+                     split_rngs={"params": True, "dropout": True}, in_axes=0,
+                     length=length, unroll=max(1, min(unroll, length)))
       x, _ = scan(block=self.block, train=train, name="blocks")(x, scanned)
     return x
 
