@@ -1,5 +1,6 @@
 """Train step, data-parallel compilation, the loop, checkpoints that resume, bad runs."""
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -227,3 +228,34 @@ def test_sigkill_and_resume_ends_with_exactly_the_uninterrupted_parameters(tmp_p
   steps_logged = [r["step"] for r in metrics_io.read_metrics(str(tmp_path / "killed"))
                   if "loss" in r]
   assert steps_logged == list(range(1, num_steps + 1))
+
+
+def test_bfloat16_compute_keeps_parameters_statistics_and_loss_float32():
+  model, images = get_model("resnet8"), jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
+  tx = optim.make_optimizer(configs.resolve_warmup(tiny_config()))
+  state = create_train_state(model, tx, jax.random.key(0), (8, 8, 1))
+  data = {"image": images, "label": jnp.arange(16, dtype=jnp.int32) % 10}
+  keys = (jax.random.key(2), jax.random.key(3))
+
+  def step(dtype):
+    return functools.partial(steps.train_step, model=model, tx=tx, learning_rate_fn=lambda s: 0.1,
+                             batch_size=16, augment_pad=1, compute_dtype=dtype)
+  jaxpr = str(jax.make_jaxpr(step("bfloat16"))(state, data, *keys))
+  assert "conv_general_dilated" in jaxpr and "bf16[16,8,8,16]" in jaxpr  # the convs run in bf16
+  new, metrics = jax.jit(step("bfloat16"))(state, data, *keys)
+  _, reference = jax.jit(step("float32"))(state, data, *keys)
+  floats = [a.dtype for a in jax.tree.leaves((new, metrics))
+            if jnp.issubdtype(a.dtype, jnp.floating)]
+  assert set(floats) == {jnp.dtype(jnp.float32)}
+  np.testing.assert_allclose(metrics["loss"], reference["loss"], rtol=2e-2)
+  assert not np.allclose(metrics["loss"], reference["loss"], rtol=1e-6)  # it did change dtype
+  with pytest.raises(runs.ConfigError, match="dtype must be one of"):
+    runs.check_config(tiny_config(dtype="float16"))
+
+
+def test_a_field_an_old_run_lacks_is_its_default():
+  saved = json.loads(json.dumps(tiny_config().to_dict()))
+  del saved["dtype"]  # a run written before the field existed ran in float32
+  assert runs.config_differences(saved, tiny_config()) == []
+  assert runs.config_differences(saved, tiny_config(dtype="bfloat16")) == [
+      "dtype: None -> 'bfloat16'"]

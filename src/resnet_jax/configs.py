@@ -53,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
   # BatchNorm over the global batch (jit over the mesh); True: per-device statistics through
   # shard_map, to match multi-GPU reference runs.
   c.per_device_bn = False
+  # Compute dtype: "float32", or "bfloat16" (mixed precision: bf16 convolutions and matmuls;
+  # parameters, BN statistics, loss and update in float32; `resnet_jax.steps.COMPUTE_DTYPES`).
+  c.dtype = "float32"
   # Loop.
   c.seed = 0
   c.log_every = 50

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from resnet_jax import checkpoint, configs, data, metrics_io, parallel
+from resnet_jax import checkpoint, configs, data, metrics_io, parallel, steps
 from resnet_jax.errors import (
   ConfigError,
   ConfigMismatchError,
@@ -65,6 +65,10 @@ def check_config(config: ml_collections.ConfigDict,
   if config.normalization not in data.NORMALIZATIONS:
     raise ConfigError(f"--config.normalization must be one of {data.NORMALIZATIONS}, got "
                       f"{config.normalization!r}")
+  try:
+    steps.check_compute_dtype(config.dtype)
+  except ValueError as err:
+    raise ConfigError(f"--config.{err}") from None
   if not config.learning_rate > 0 or not all(0 < f <= 1 for f in config.lr_boundaries):
     raise ConfigError("--config.learning_rate must be > 0 and --config.lr_boundaries fractions "
                       f"in (0, 1], got {config.learning_rate} and {config.lr_boundaries}")
@@ -106,11 +110,16 @@ def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  """The fields (but LOOP_FIELDS and LOCATION_FIELDS) in which `config` differs from `saved`."""
+  """The fields (but LOOP_FIELDS and LOCATION_FIELDS) in which `config` differs from `saved`.
+
+  A field that `saved` lacks is no difference while `config` holds its default: the run was
+  written before the field existed, and the default is what it ran with."""
   current, ignored = _as_json(config), LOOP_FIELDS + LOCATION_FIELDS
+  defaults = _as_json(configs.base_config())
   return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
           for k in sorted(set(saved) | set(current))
-          if k not in ignored and saved.get(k) != current.get(k)]
+          if k not in ignored and saved.get(k) != current.get(k)
+          and not (k not in saved and k in defaults and current.get(k) == defaults[k])]
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:

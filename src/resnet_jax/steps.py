@@ -17,6 +17,30 @@ from resnet_jax.train_state import TrainState
 
 Batch = dict[str, jax.Array]
 
+# Compute dtypes of `config.dtype`. "bfloat16" is mixed precision: the parameters are cast to
+# bfloat16 for the forward and backward pass (so convolutions and matmuls run in bf16), while
+# the parameters themselves, their gradients and update, the BatchNorm statistics (flax reduces in
+# float32 and keeps its running averages in float32) and the loss stay float32.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def check_compute_dtype(name: str) -> None:
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"dtype must be one of {tuple(COMPUTE_DTYPES)}, got {name!r}")
+
+
+def _apply(model: nn.Module, variables: dict, images: jax.Array, compute_dtype: str, **kwargs):
+  """model.apply with params and images cast to `compute_dtype`; logits come back float32."""
+  dtype = COMPUTE_DTYPES[compute_dtype]
+  if dtype != jnp.float32:
+    variables = {**variables, "params": jax.tree.map(lambda p: p.astype(dtype),
+                                                     variables["params"])}
+    images = images.astype(dtype)
+  out = model.apply(variables, images, **kwargs)
+  logits, rest = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+  logits = logits.astype(jnp.float32)
+  return (logits, *rest) if rest else logits
+
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """[B] per-example softmax cross-entropy."""
@@ -67,7 +91,8 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
                model: nn.Module, tx: optax.GradientTransformation,
                learning_rate_fn: Callable[[jax.Array], Any], batch_size: int,
                augment_pad: int = 4, augment_flip: bool = True, warmup_factor: float = 1.0,
-               warmup_error: float = 0.8, axis_name: str | None = None,
+               warmup_error: float = 0.8, compute_dtype: str = "float32",
+               axis_name: str | None = None,
                shard_batch: Callable[[Batch], Batch] = lambda batch: batch,
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `state.step` of the training set.
@@ -83,6 +108,8 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
     augment_pad, augment_flip: He 2015's pad-4 crop and flip.
     warmup_factor: factor on the update until a training batch's error first falls below
       `warmup_error` (the "error" warm-up: warmup_lr / learning_rate); 1.0 for no such warm-up.
+    compute_dtype: a COMPUTE_DTYPES name: "bfloat16" runs the model in bf16, everything else
+      (parameters, gradients, update, BN statistics, loss) in float32.
     axis_name: inside shard_map, the mesh axis to average gradients, statistics and metrics
       over; None under jit, where the batch is one global array.
     shard_batch: applied to the gathered batch; the compiler binds a sharding constraint here so
@@ -95,9 +122,9 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
                                      axis_name=axis_name))
 
   def loss_fn(params):
-    logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                   batch["image"], train=True, mutable=["batch_stats"],
-                                   rngs=model_rngs(aug_rng, state.step, axis_name))
+    logits, new_vars = _apply(model, {"params": params, "batch_stats": state.batch_stats},
+                              batch["image"], compute_dtype, train=True, mutable=["batch_stats"],
+                              rngs=model_rngs(aug_rng, state.step, axis_name))
     loss = cross_entropy(logits, batch["label"]).mean()
     return loss, (logits, new_vars["batch_stats"])
 
@@ -116,10 +143,12 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str, jax.Array]:
-  """Sums over the real (mask = 1) examples of a batch, BN with its running statistics."""
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"],
-                       train=False)
+def eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
+              compute_dtype: str = "float32") -> dict[str, jax.Array]:
+  """Sums over the real (mask = 1) examples of a batch, BN with its running statistics, the model
+  run in `compute_dtype` as in training."""
+  logits = _apply(model, {"params": state.params, "batch_stats": state.batch_stats},
+                  batch["image"], compute_dtype, train=False)
   mask = batch["mask"]
   wrong = (jnp.argmax(logits, -1) != batch["label"]).astype(jnp.float32)
   return {"loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),

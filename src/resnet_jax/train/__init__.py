@@ -56,7 +56,7 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
       steps.train_step, model=model, tx=tx, learning_rate_fn=optim.learning_rate_schedule(config),
       batch_size=config.batch_size, augment_pad=config.augment_pad,
       augment_flip=config.augment_flip, warmup_factor=warmup.factor,
-      warmup_error=warmup.until_error)
+      warmup_error=warmup.until_error, compute_dtype=config.dtype)
   train_data = {"image": parallel.put_global(dataset.train_images, repl),
                 "label": parallel.put_global(dataset.train_labels, repl)}
   writer = metrics_io.MetricWriter(workdir)
@@ -66,7 +66,8 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
              train_step=parallel.compile_train_step(step_fn, mesh, batch_size=config.batch_size,
                                                     per_device_bn=config.per_device_bn),
              eval_step=parallel.compile_eval_step(
-                 functools.partial(steps.eval_step, model=model), mesh),
+                 functools.partial(steps.eval_step, model=model, compute_dtype=config.dtype),
+                 mesh),
              train_data=train_data, keys=parallel.replicate((data_rng, aug_rng), mesh),
              mngr=mngr,
              writer=writer,
