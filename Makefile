@@ -4,22 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Experiment targets: DATASET=digits|fashion_mnist|cifar10|cifar100, WORKDIR=runs, SEEDS=1.
+# Experiment targets: DATASET=digits|fashion_mnist|cifar10|cifar100, WORKDIR=runs, SEEDS=1,
+# JOINT_SEEDS=false (true: each model's seeds in one compiled step; see `make bench-seeds`).
 # Append ,smoke to DATASET (e.g. DATASET=digits,smoke) for a two-step run of the same pipeline.
 DATASET ?= digits
 WORKDIR ?= runs
 SEEDS ?= 1
-EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS)
+JOINT_SEEDS ?= false
+EXPERIMENT := $(PY) -m resnet_jax.experiment --seeds=$(SEEDS) --joint_seeds=$(JOINT_SEEDS)
 EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths stochastic-depth \
 	effective-paths wide pyramid multi-residual densenet fractalnet ensemble-size
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet clean \
+.PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet \
+	bench-seeds clean \
 	demo all \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
-	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1]"
+	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1] [JOINT_SEEDS=false]"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 20
 
 install: $(STAMP) ## create .venv and install the package with its test tools
@@ -53,6 +56,9 @@ clean: ## remove .venv and build files
 bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/stochastic_depth.py --depth=20 --image_size=16 --batch_size=64
+
+bench-seeds: $(STAMP) ## images/s of several seeds in one compiled step vs one run per seed
+	$(PY) benchmarks/joint_seeds.py
 
 bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and without remat
 	$(PY) benchmarks/densenet_memory.py

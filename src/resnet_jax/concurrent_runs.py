@@ -2,7 +2,7 @@
 
   python -m resnet_jax.concurrent_runs --config=experiments/degradation.py:fashion_mnist \
       --workdir=runs/degradation_fm [--models=resnet20,plain20] [--jobs=4] [--deadline_s=3600] \
-      [--seeds=1] [--config.train.FIELD=VALUE ...]
+      [--seeds=1] [--joint_seeds] [--config.train.FIELD=VALUE ...]
 
 Each run depends only on its config and seed, so the runs, summary.json, report.md and figures are
 those of `python -m resnet_jax.experiment` with the same arguments. Side by side they can finish
@@ -68,7 +68,8 @@ def steps_done(workdir: str, model: str, seeds: int) -> int:
 
 def experiment_command(args, models, extra, runs_only: bool) -> list[str]:
   command = [sys.executable, "-m", "resnet_jax.experiment", f"--config={args.config}",
-             f"--workdir={args.workdir}", f"--seeds={args.seeds}", models_flag(models), *extra]
+             f"--workdir={args.workdir}", f"--seeds={args.seeds}",
+             f"--joint_seeds={str(args.joint_seeds).lower()}", models_flag(models), *extra]
   return command + (["--runs_only"] if runs_only else [])
 
 
@@ -129,6 +130,8 @@ def main(argv=None) -> int:
   parser.add_argument("--jobs", type=int, default=0, help="processes at once; 0: all models")
   parser.add_argument("--deadline_s", type=float, default=0, help="0: none")
   parser.add_argument("--seeds", type=int, default=1)
+  parser.add_argument("--joint_seeds", action="store_true",
+                      help="each model's seeds in one compiled step")
   args, extra = parser.parse_known_args(argv)
   try:
     config = load_config(args.config, extra)

@@ -9,6 +9,7 @@ import functools
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -71,6 +72,85 @@ def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
         step_fn, shard_batch=lambda batch: jax.lax.with_sharding_constraint(batch, batch_sharding))
   repl = replicated(mesh)
   return jax.jit(step_fn, in_shardings=(repl,) * 4, out_shardings=(repl, repl), donate_argnums=0)
+
+
+# How `compile_seeds_train_step` batches the seeds (same numbers, different speed).
+SEEDS_FORMULATIONS = ("vmap", "unroll")
+
+
+def default_seeds_formulation(mesh: Mesh) -> str:
+  """"unroll" on CPUs, where XLA runs vmap's grouped convolutions (and their batch-grouped weight
+  gradients) 2-3x slower than the seeds' separate ones (benchmarks/joint_seeds.py); "vmap"
+  elsewhere."""
+  return "unroll" if mesh.devices.flat[0].platform == "cpu" else "vmap"
+
+
+def compile_seeds_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
+                             per_device_bn: bool = False, shared_data: bool = False,
+                             formulation: str | None = None) -> Callable:
+  """Jits `step_fn` (steps.train_step with its keywords bound) for S seeds at once: one compiled
+  step over a leading seed axis of the state, the keys and (unless `shared_data`) the data.
+
+  Each seed's slice is computed exactly as `compile_train_step` computes that seed alone (its own
+  batch, augmentation, model rngs and BatchNorm statistics), to float tolerance. The
+  formulations (`SEEDS_FORMULATIONS`; None: `default_seeds_formulation`) differ only in speed:
+  "vmap" batches every op over the seeds (a convolution becomes one grouped convolution);
+  "unroll" traces one copy of the step per seed into the same program (compiling S times the
+  ops), which XLA may schedule side by side.
+
+  Returns:
+    step(states, data, data_rngs, aug_rngs) -> (states, metrics): states, keys and metrics with a
+    leading [S] axis; data {"image": [S, M, ...], "label": [S, M]}, or [M, ...] shared by every
+    seed with `shared_data`. `states` is donated.
+  """
+  formulation = formulation or default_seeds_formulation(mesh)
+  if formulation not in SEEDS_FORMULATIONS:
+    raise ValueError(f"formulation must be one of {SEEDS_FORMULATIONS}, got {formulation!r}")
+  check_batch_size(batch_size, mesh.size)
+  if per_device_bn:
+    one_seed = functools.partial(step_fn, axis_name=DATA_AXIS)
+  else:
+    # The constraint sees one seed's batch; under vmap JAX leaves the seed axis unsharded.
+    batch_sharding = sharded(mesh)
+    one_seed = functools.partial(
+        step_fn, shard_batch=lambda batch: jax.lax.with_sharding_constraint(batch, batch_sharding))
+  data_axis = None if shared_data else 0
+  if formulation == "vmap":
+    seeds_fn = jax.vmap(one_seed, in_axes=(0, data_axis, 0, 0))
+  else:
+    seeds_fn = functools.partial(_unrolled_seeds, one_seed, data_axis)
+  if per_device_bn:
+    seeds_fn = jax.shard_map(seeds_fn, mesh=mesh, in_specs=(P(), P(), P(), P()),
+                             out_specs=(P(), P()))
+  repl = replicated(mesh)
+  return jax.jit(seeds_fn, in_shardings=(repl,) * 4, out_shardings=(repl, repl), donate_argnums=0)
+
+
+def _unrolled_seeds(one_seed: Callable, data_axis: int | None, states, data, data_rngs,
+                    aug_rngs):
+  """`one_seed` on each seed's slice in turn, traced into one program; outputs stacked."""
+  outs = []
+  for i in range(data_rngs.shape[0]):
+    seed_data = data if data_axis is None else jax.tree.map(lambda x, i=i: x[i], data)
+    outs.append(one_seed(jax.tree.map(lambda x, i=i: x[i], states), seed_data, data_rngs[i],
+                         aug_rngs[i]))
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def stack_seeds(trees: Sequence, mesh: Mesh):
+  """The pytrees `trees` (one per seed, same structure) as one pytree with a leading [S] axis,
+  replicated over `mesh`."""
+  return jax.jit(lambda *t: jax.tree.map(lambda *xs: jnp.stack(xs), *t),
+                 out_shardings=replicated(mesh))(*trees)
+
+
+def unstack_seeds(tree, mesh: Mesh, seeds: Sequence[int] | None = None) -> list:
+  """The slices `seeds` (default: all) of a pytree with a leading seed axis, each replicated over
+  `mesh`, as one pytree per seed; `seeds` as a list of indices also selects a subset to keep."""
+  seeds = range(jax.tree.leaves(tree)[0].shape[0]) if seeds is None else seeds
+  index = np.asarray(list(seeds), np.int32)
+  return jax.jit(lambda t: [jax.tree.map(lambda x, i=i: x[i], t) for i in index],
+                 out_shardings=replicated(mesh))(tree)
 
 
 def compile_eval_step(eval_fn: Callable, mesh: Mesh) -> Callable:

@@ -7,7 +7,8 @@ Each run lives in WORKDIR/seed{S}/{model} (`configs.run_dir`) and is an ordinary
 workdir (rerunning resumes it). The experiment then writes WORKDIR/summary.json,
 WORKDIR/report.md and the comparison figures WORKDIR/figures/*.png|svg (`resnet_jax.report`).
 With several seeds, each model's numbers are the median and mean±std over seeds of the test
-error *at the step of best validation error* (never chosen by test error).
+error *at the step of best validation error* (never chosen by test error); `--joint_seeds` trains
+the seeds of each model in one compiled step (the same runs, see `resnet_jax.train.seeds`).
 """
 import copy
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from resnet_jax import analyze, configs, metrics_io, report, train
+from resnet_jax.train.seeds import train_seeds
 
 
 def run_configs(config: ml_collections.ConfigDict,
@@ -36,17 +38,34 @@ def run_configs(config: ml_collections.ConfigDict,
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, seeds: int = 1,
-                   progress: bool = True, runs_only: bool = False) -> dict[str, Any] | None:
+                   joint_seeds: bool = False, progress: bool = True,
+                   runs_only: bool = False) -> dict[str, Any] | None:
   """Trains and analyses every (seed, model), then writes summary.json, report.md, figures/.
 
-  With runs_only it writes no summary, report or figures and returns None: several processes
-  can then train the models of one workdir side by side (`resnet_jax.concurrent_runs`).
+  With joint_seeds the seeds of each model train in one compiled step (`train.seeds`): the same
+  runs and results to float tolerance, in the same workdirs; faster where one run leaves the
+  device partly idle (measure it with benchmarks/joint_seeds.py). With runs_only it writes no
+  summary, report or figures and returns None: several processes can then train the models of
+  one workdir side by side (`resnet_jax.concurrent_runs`).
   """
+  train_configs = run_configs(config, seeds)
+  trained = {}
+  if joint_seeds and seeds > 1:
+    for spec in config.models:
+      keys = [(seed, spec) for seed in range(seeds)]
+      directories = [configs.run_dir(workdir, seed, spec) for seed in range(seeds)]
+      print(f"== {config.name}: {spec}, seeds 0-{seeds - 1} in one step -> "
+            f"{', '.join(directories)}", flush=True)
+      results = train_seeds([train_configs[k] for k in keys], directories, progress=progress)
+      trained.update(zip(keys, results))
   runs = {}
-  for (seed, spec), train_config in run_configs(config, seeds).items():
+  for (seed, spec), train_config in train_configs.items():
     directory = configs.run_dir(workdir, seed, spec)
-    print(f"== {config.name}: {spec}, seed {seed} -> {directory}", flush=True)
-    results = train.train_and_evaluate(train_config, directory, progress=progress)
+    if (seed, spec) in trained:
+      results = trained[(seed, spec)]
+    else:
+      print(f"== {config.name}: {spec}, seed {seed} -> {directory}", flush=True)
+      results = train.train_and_evaluate(train_config, directory, progress=progress)
     run = {"results": results, "history": metrics_io.read_metrics(directory)}
     if config.analyses:
       run["analysis"] = analyze.analyze_run(directory, config.analyses, config.analysis, progress)

@@ -51,12 +51,7 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, state)
   state = state if restored is None else restored
-  warmup = optim.error_warmup(config)
-  step_fn = functools.partial(
-      steps.train_step, model=model, tx=tx, learning_rate_fn=optim.learning_rate_schedule(config),
-      batch_size=config.batch_size, augment_pad=config.augment_pad,
-      augment_flip=config.augment_flip, warmup_factor=warmup.factor,
-      warmup_error=warmup.until_error, compute_dtype=config.dtype)
+  step_fn = _step_fn(config, model, tx)
   train_data = {"image": parallel.put_global(dataset.train_images, repl),
                 "label": parallel.put_global(dataset.train_labels, repl)}
   writer = metrics_io.MetricWriter(workdir)
@@ -74,6 +69,16 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
              # Other processes may read the file before process 0 has cut it back to start_step.
              history=[r for r in metrics_io.read_metrics(workdir) if r["step"] <= start_step])
   return run, state
+
+
+def _step_fn(config: ml_collections.ConfigDict, model, tx) -> Callable:
+  """steps.train_step with the run's model, optimizer, schedule and augmentation bound."""
+  warmup = optim.error_warmup(config)
+  return functools.partial(
+      steps.train_step, model=model, tx=tx, learning_rate_fn=optim.learning_rate_schedule(config),
+      batch_size=config.batch_size, augment_pad=config.augment_pad,
+      augment_flip=config.augment_flip, warmup_factor=warmup.factor,
+      warmup_error=warmup.until_error, compute_dtype=config.dtype)
 
 
 def _log(run: _Run, step: int, record: dict[str, float]) -> None:
@@ -198,9 +203,14 @@ def _train(run: _Run, state: TrainState, progress: bool, start_time: float) -> d
     bar.close()
     run.mngr.wait_until_finished()
     run.writer.close()
-  results = run_results(run.history, state, run.config, time.time() - start_time, start_step)
+  return _results(run, state, start_step, time.time() - start_time)
+
+
+def _results(run: _Run, state: TrainState, start_step: int, wall_time: float) -> dict[str, Any]:
+  """`run_results` and what needs the run's data and model: the whole-split training error and
+  the size of the model's implicit ensemble (for the comparisons of `make ensemble-size`)."""
+  results = run_results(run.history, state, run.config, wall_time, start_step)
   results["train_error"] = _training_error(run, state)
-  # The size of the model's implicit ensemble, for the comparisons of `make ensemble-size`.
   results["log2_num_paths"] = analysis.log2_num_paths(
       runs.build_model(run.config, run.dataset.num_classes))
   return results
