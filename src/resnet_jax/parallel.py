@@ -82,26 +82,6 @@ def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
                  out_shardings=(repl, repl), donate_argnums=0)
 
 
-def compile_train_steps(step_fn: Callable, mesh: Mesh, *, batch_size: int, num_steps: int,
-                        per_device_bn: bool = False, unroll: bool | None = None) -> Callable:
-  """Like `compile_train_step`, but one call runs `num_steps` consecutive steps.
-
-  Args:
-    unroll: how the steps are chained (`repeat_step`); None chooses by platform: unrolled on a
-      CPU, whose convolution gradients run several times slower inside a loop, lax.scan
-      elsewhere (compile time flat in num_steps).
-  Returns:
-    steps(state, data, data_rng, aug_rng, order=None) -> (state, metrics), each metric
-    [num_steps], one per step; `order` must serve all num_steps batches.
-  """
-  if unroll is None:
-    unroll = mesh.devices.flat[0].platform == "cpu"
-  repl = replicated(mesh)
-  run = repeat_step(_mesh_step(step_fn, mesh, batch_size, per_device_bn), num_steps,
-                          unroll=unroll)
-  return jax.jit(run, in_shardings=repl, out_shardings=(repl, repl), donate_argnums=0)
-
-
 def repeat_step(step_fn: Callable, num_steps: int, *, unroll: bool) -> Callable:
   """`num_steps` consecutive steps as one function (pure; `compile_train_steps` jits it).
 
@@ -123,6 +103,26 @@ def repeat_step(step_fn: Callable, num_steps: int, *, unroll: bool) -> Callable:
       every.append(metrics)
     return state, jax.tree.map(lambda *m: jnp.stack(m), *every)
   return run
+
+
+def compile_train_steps(step_fn: Callable, mesh: Mesh, *, batch_size: int, num_steps: int,
+                        per_device_bn: bool = False, unroll: bool | None = None) -> Callable:
+  """Like `compile_train_step`, but one call runs `num_steps` consecutive steps.
+
+  Args:
+    unroll: how the steps are chained (`repeat_step`); None chooses by platform: unrolled on a
+      CPU, whose convolution gradients run several times slower inside a loop, lax.scan
+      elsewhere (compile time flat in num_steps).
+  Returns:
+    steps(state, data, data_rng, aug_rng, order=None) -> (state, metrics), each metric
+    [num_steps], one per step; `order` must serve all num_steps batches.
+  """
+  if unroll is None:
+    unroll = mesh.devices.flat[0].platform == "cpu"
+  repl = replicated(mesh)
+  run = repeat_step(_mesh_step(step_fn, mesh, batch_size, per_device_bn), num_steps,
+                    unroll=unroll)
+  return jax.jit(run, in_shardings=repl, out_shardings=(repl, repl), donate_argnums=0)
 
 
 def compile_data_order(mesh: Mesh, *, num_examples: int, batch_size: int,
