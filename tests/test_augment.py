@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from resnet_jax.augment import batch_indices, pad_crop_flip
+from resnet_jax.augment import (
+  batch_indices,
+  data_order,
+  epochs_spanned,
+  order_indices,
+  pad_crop_flip,
+)
 
 
 def _images(n=256, size=8, channels=2, seed=0):
@@ -129,3 +135,23 @@ def test_deterministic_jittable_int32(key):
 def test_batch_larger_than_data_rejected(key):
   with pytest.raises(ValueError, match="batch_size"):
     batch_indices(key, 0, 8, 9)
+
+
+# ------------------------------------------------------------------ data_order, order_indices
+
+@pytest.mark.parametrize("n, bs, num_batches", [(12, 4, 1), (10, 4, 1), (10, 4, 3), (10, 3, 8)])
+def test_an_order_drawn_once_gives_the_batches_of_batch_indices(key, n, bs, num_batches):
+  # (10, 4, 3): batches straddle epochs; (10, 3, 8): one order serves 24 positions of 3 epochs.
+  for start in range(7):
+    order = data_order(key, jnp.int32(start), num_examples=n, batch_size=bs,
+                       num_batches=num_batches)
+    assert order["perms"].shape == (epochs_spanned(num_batches, bs, n), n)
+    for step in range(start, start + num_batches):
+      np.testing.assert_array_equal(order_indices(order, jnp.int32(step), bs),
+                                    batch_indices(key, jnp.int32(step), n, bs))
+
+
+def test_epochs_spanned_is_the_most_any_run_of_batches_touches():
+  for n, bs, num_batches in [(10, 4, 1), (10, 4, 3), (10, 3, 8), (12, 4, 3), (5, 5, 2)]:
+    most = max((s * bs + num_batches * bs - 1) // n - s * bs // n + 1 for s in range(3 * n))
+    assert epochs_spanned(num_batches, bs, n) >= most

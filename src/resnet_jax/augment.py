@@ -1,7 +1,9 @@
 """Device-side data order and augmentation, meant to run inside the jitted train step.
 
-Both functions are pure functions of their PRNG key (and step), so a run is reproducible from its
-seed and a resumed run sees exactly the batches it would have seen without the interruption.
+All of it is a pure function of a PRNG key and the step, so a run is reproducible from its seed
+and a resumed run sees exactly the batches it would have seen without the interruption. The order
+of an epoch is a permutation (a sort of the training set): `batch_indices` draws it inside the
+step, while `data_order` draws it once for many steps, and `order_indices` then only gathers.
 """
 import jax
 import jax.numpy as jnp
@@ -90,10 +92,10 @@ def batch_indices(seed_rng: jax.Array, step: jax.Array, num_examples: int, batch
   epoch = start // num_examples
   positions = start + jnp.arange(batch_size, dtype=jnp.int32)
   within = positions % num_examples
-  this_epoch = jax.random.permutation(jax.random.fold_in(seed_rng, epoch), num_examples)
+  this_epoch = epoch_permutation(seed_rng, epoch, num_examples)
 
   def straddling():
-    next_epoch = jax.random.permutation(jax.random.fold_in(seed_rng, epoch + 1), num_examples)
+    next_epoch = epoch_permutation(seed_rng, epoch + 1, num_examples)
     return jnp.where(positions // num_examples == epoch, this_epoch[within], next_epoch[within])
 
   # A permutation is a sort (about 20 ms for 50k examples on a CPU): draw the next epoch's only
@@ -101,3 +103,57 @@ def batch_indices(seed_rng: jax.Array, step: jax.Array, num_examples: int, batch
   straddles = (start + batch_size - 1) // num_examples != epoch
   index = jax.lax.cond(straddles, straddling, lambda: this_epoch[within])
   return index.astype(jnp.int32)
+
+
+def epoch_permutation(seed_rng: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
+  """perm_epoch of the data order (see `batch_indices`): [num_examples] int32."""
+  return jax.random.permutation(jax.random.fold_in(seed_rng, epoch), num_examples
+                                ).astype(jnp.int32)
+
+
+def epochs_spanned(num_batches: int, batch_size: int, num_examples: int) -> int:
+  """The most epochs that `num_batches` consecutive batches can draw from."""
+  return (num_batches * batch_size - 1) // num_examples + 2
+
+
+def data_order(seed_rng: jax.Array, step: jax.Array, *, num_examples: int, batch_size: int,
+               num_batches: int) -> dict[str, jax.Array]:
+  """The permutations that batches step, ..., step + num_batches - 1 draw from.
+
+  Drawn once and handed to the steps (`order_indices`), so that a step gathers its batch without
+  sorting the training set; the loop draws it again when the epoch changes. Like the data order
+  itself, it is a function of (seed_rng, step) only.
+
+  Args:
+    seed_rng: PRNG key of the data order.
+    step: scalar int, may be traced: the first batch.
+    num_examples, batch_size: static, as in `batch_indices`.
+    num_batches: static, how many consecutive batches the order must serve.
+  Returns:
+    {"epoch": scalar int32, the epoch of batch `step`; "perms": [E, num_examples] int32, the
+    permutations of epochs epoch, ..., epoch + E - 1, E = epochs_spanned(num_batches, ...)}.
+  """
+  if not 1 <= batch_size <= num_examples:
+    raise ValueError(f"batch_size must lie in [1, num_examples={num_examples}], got {batch_size}")
+  epoch = jnp.asarray(step, jnp.int32) * batch_size // num_examples
+  epochs = epoch + jnp.arange(epochs_spanned(num_batches, batch_size, num_examples),
+                              dtype=jnp.int32)
+  perms = jax.vmap(lambda e: epoch_permutation(seed_rng, e, num_examples))(epochs)
+  return {"epoch": epoch, "perms": perms}
+
+
+def order_indices(order: dict[str, jax.Array], step: jax.Array, batch_size: int) -> jax.Array:
+  """Indices of the examples in batch `step`, gathered from `order` (`data_order`): equal to
+  `batch_indices(seed_rng, step, ...)` for every batch the order was drawn for.
+
+  Args:
+    order: {"epoch": scalar int32, "perms": [E, M] int32} of the same batch_size.
+    step: scalar int, may be traced.
+    batch_size: static.
+  Returns:
+    [batch_size] int32 indices into the training set. (For a batch outside the order's epochs
+    the gather clamps: the loop draws a new order before that can happen.)
+  """
+  num_examples = order["perms"].shape[1]
+  positions = jnp.asarray(step, jnp.int32) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+  return order["perms"][positions // num_examples - order["epoch"], positions % num_examples]

@@ -4,6 +4,7 @@ The default is jit over a one-axis ("data") mesh of every device: the batch is s
 replicated and donated, and XLA inserts the gradient all-reduce; BatchNorm then sees the global
 batch (synchronised BN). `per_device_bn=True` runs the same step under `jax.shard_map`, each
 device normalising with its own shard's statistics, as multi-GPU reference runs did with pmap.
+`compile_train_steps` runs several steps per call, so that the host dispatches once for them.
 """
 import functools
 from typing import Callable, Sequence
@@ -13,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from resnet_jax import augment
 
 DATA_AXIS = "data"
 
@@ -53,25 +56,86 @@ def check_batch_size(batch_size: int, num_devices: int) -> None:
     raise ValueError(f"batch size {batch_size} must be a multiple of the {num_devices} devices")
 
 
+def _mesh_step(step_fn: Callable, mesh: Mesh, batch_size: int, per_device_bn: bool) -> Callable:
+  """`step_fn` made to split its batch over `mesh` (see the module docstring)."""
+  check_batch_size(batch_size, mesh.size)
+  if per_device_bn:
+    # P() is a prefix of every argument: all of them (the optional data order too) replicated.
+    return jax.shard_map(functools.partial(step_fn, axis_name=DATA_AXIS), mesh=mesh,
+                         in_specs=P(), out_specs=P())
+  batch_sharding = sharded(mesh)
+  return functools.partial(
+      step_fn, shard_batch=lambda batch: jax.lax.with_sharding_constraint(batch, batch_sharding))
+
+
 def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
                        per_device_bn: bool = False) -> Callable:
   """Jits `step_fn` (steps.train_step with its keywords bound) over `mesh`.
 
   Returns:
-    step(state, data, data_rng, aug_rng) -> (state, metrics), with `data` the replicated,
-    device-resident training set from which the step gathers its own batch (the host never
-    feeds the loop). `state` is donated.
+    step(state, data, data_rng, aug_rng, order=None) -> (state, metrics), with `data` the
+    replicated, device-resident training set from which the step gathers its own batch (the host
+    never feeds the loop) and `order` its data order (`compile_data_order`). `state` is donated.
   """
-  check_batch_size(batch_size, mesh.size)
-  batch_sharding = sharded(mesh)
-  if per_device_bn:
-    step_fn = jax.shard_map(functools.partial(step_fn, axis_name=DATA_AXIS), mesh=mesh,
-                            in_specs=(P(), P(), P(), P()), out_specs=(P(), P()))
-  else:
-    step_fn = functools.partial(
-        step_fn, shard_batch=lambda batch: jax.lax.with_sharding_constraint(batch, batch_sharding))
   repl = replicated(mesh)
-  return jax.jit(step_fn, in_shardings=(repl,) * 4, out_shardings=(repl, repl), donate_argnums=0)
+  return jax.jit(_mesh_step(step_fn, mesh, batch_size, per_device_bn), in_shardings=repl,
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
+def repeat_step(step_fn: Callable, num_steps: int, *, unroll: bool) -> Callable:
+  """`num_steps` consecutive steps as one function (pure; `compile_train_steps` jits it).
+
+  Args:
+    step_fn: step_fn(state, *args) -> (state, metrics), e.g. `steps.train_step` with its keywords
+      bound.
+    num_steps: static, >= 1.
+    unroll: True runs a Python loop (the trace holds num_steps copies of the step, so compile time
+      grows with num_steps); False runs lax.scan (one copy).
+  Returns:
+    run(state, *args) -> (state after the steps, {name: [num_steps]} the steps' metrics stacked).
+  """
+  def run(state, *args):
+    if not unroll:
+      return jax.lax.scan(lambda s, _: step_fn(s, *args), state, length=num_steps)
+    every = []
+    for _ in range(num_steps):
+      state, metrics = step_fn(state, *args)
+      every.append(metrics)
+    return state, jax.tree.map(lambda *m: jnp.stack(m), *every)
+  return run
+
+
+def compile_train_steps(step_fn: Callable, mesh: Mesh, *, batch_size: int, num_steps: int,
+                        per_device_bn: bool = False, unroll: bool | None = None) -> Callable:
+  """Like `compile_train_step`, but one call runs `num_steps` consecutive steps.
+
+  Args:
+    unroll: how the steps are chained (`repeat_step`); None chooses by platform: unrolled on a
+      CPU, whose convolution gradients run several times slower inside a loop, lax.scan
+      elsewhere (compile time flat in num_steps).
+  Returns:
+    steps(state, data, data_rng, aug_rng, order=None) -> (state, metrics), each metric
+    [num_steps], one per step; `order` must serve all num_steps batches.
+  """
+  if unroll is None:
+    unroll = mesh.devices.flat[0].platform == "cpu"
+  repl = replicated(mesh)
+  run = repeat_step(_mesh_step(step_fn, mesh, batch_size, per_device_bn), num_steps,
+                    unroll=unroll)
+  return jax.jit(run, in_shardings=repl, out_shardings=(repl, repl), donate_argnums=0)
+
+
+def compile_data_order(mesh: Mesh, *, num_examples: int, batch_size: int,
+                       num_batches: int) -> Callable:
+  """Jits `augment.data_order`.
+
+  Returns:
+    order(data_rng, step) -> the replicated data order of batches step, ...,
+    step + num_batches - 1: drawn once for them, so that their steps only gather.
+  """
+  return jax.jit(functools.partial(augment.data_order, num_examples=num_examples,
+                                   batch_size=batch_size, num_batches=num_batches),
+                 in_shardings=replicated(mesh), out_shardings=replicated(mesh))
 
 
 # How `compile_seeds_train_step` batches the seeds (same numbers, different speed).

@@ -33,7 +33,7 @@ from resnet_jax.models import get_model
 
 # Config fields that may change between a run and its resumption: they only steer the loop...
 LOOP_FIELDS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-               "eval_batch_size")
+               "eval_batch_size", "steps_per_call")
 # ... or say where the data is, not what it is: data.json's fingerprint decides that.
 LOCATION_FIELDS = ("data_dir", "archive")
 # What `prepare(..., start_over=True)` deletes: everything a run wrote but its config.
@@ -41,7 +41,8 @@ RUN_OUTPUTS = ("checkpoints", "tensorboard", metrics_io.METRICS_FILE, metrics_io
 DATA_FILE = "data.json"
 # Fields that must be integers of at least this value.
 _MINIMUM = {"batch_size": 1, "num_steps": 1, "log_every": 1, "eval_every": 1,
-            "checkpoint_every": 1, "keep_checkpoints": 1, "eval_batch_size": 1, "val_size": -1,
+            "checkpoint_every": 1, "keep_checkpoints": 1, "eval_batch_size": 1, "steps_per_call": 1,
+            "val_size": -1,
             "limit": 0, "image_size": 0, "augment_pad": 0, "warmup_steps": 0}
 
 

@@ -49,6 +49,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def training_batch(data: Batch, data_rng: jax.Array, aug_rng: jax.Array, step: jax.Array, *,
                    batch_size: int, augment_pad: int, augment_flip: bool,
+                   order: dict[str, jax.Array] | None = None,
                    axis_name: str | None = None) -> Batch:
   """Batch `step` of the training set `data` ({"image": [M, ...], "label": [M]}), augmented.
 
@@ -56,9 +57,14 @@ def training_batch(data: Batch, data_rng: jax.Array, aug_rng: jax.Array, step: j
   fold_in(aug_rng, step), one per position) depend only on the step. Inside shard_map
   (axis_name set) each device gathers and augments its own slice of that global batch, so the
   images a step trains on are the same on any number of devices, per-device BN or not.
+  `order` (`augment.data_order` of data_rng, drawn for this step) gives the same batch without
+  sorting the training set; None draws the epoch's permutation here.
   """
   augment.check_pad(augment_pad)
-  index = augment.batch_indices(data_rng, step, data["image"].shape[0], batch_size)
+  if order is None:
+    index = augment.batch_indices(data_rng, step, data["image"].shape[0], batch_size)
+  else:
+    index = augment.order_indices(order, step, batch_size)
   draws = augment.draw_augmentation(jax.random.fold_in(aug_rng, step), batch_size,
                                     pad=augment_pad, flip=augment_flip)
   if axis_name is not None:
@@ -87,9 +93,10 @@ def model_rngs(aug_rng: jax.Array, step: jax.Array,
   return {"minibatch": minibatch, "dropout": dropout}
 
 
-def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax.Array, *,
-               model: nn.Module, tx: optax.GradientTransformation,
-               learning_rate_fn: Callable[[jax.Array], Any], batch_size: int,
+def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax.Array,
+               order: dict[str, jax.Array] | None = None, *, model: nn.Module,
+               tx: optax.GradientTransformation, learning_rate_fn: Callable[[jax.Array], Any],
+               batch_size: int,
                augment_pad: int = 4, augment_flip: bool = True, warmup_factor: float = 1.0,
                warmup_error: float = 0.8, compute_dtype: str = "float32",
                axis_name: str | None = None,
@@ -103,6 +110,8 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
     data_rng, aug_rng: the run's data-order and augmentation keys; both are folded with
       state.step, so a resumed run draws exactly the batches of an uninterrupted one (and the
       model's own randomness, `model_rngs`).
+    order: the data order drawn for this step (`augment.data_order`), so that the step only
+      gathers its batch; None sorts the training set here (the same batch, slower).
     model, tx, learning_rate_fn: bound with functools.partial before compiling.
     batch_size: the global batch size.
     augment_pad, augment_flip: He 2015's pad-4 crop and flip.
@@ -119,7 +128,7 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
   """
   batch = shard_batch(training_batch(data, data_rng, aug_rng, state.step, batch_size=batch_size,
                                      augment_pad=augment_pad, augment_flip=augment_flip,
-                                     axis_name=axis_name))
+                                     order=order, axis_name=axis_name))
 
   def loss_fn(params):
     logits, new_vars = _apply(model, {"params": params, "batch_stats": state.batch_stats},

@@ -4,7 +4,8 @@
 
 Rerunning the same command resumes from the latest checkpoint in the workdir; the data order and
 augmentation depend only on (seed, step), so a killed and resumed run ends with exactly the
-parameters of an uninterrupted one.
+parameters of an uninterrupted one. With `steps_per_call` K > 1 the loop runs K steps per
+compiled call, and a call never crosses a log, eval or checkpoint boundary.
 """
 import dataclasses
 import functools
@@ -26,11 +27,17 @@ __all__ = ["ConfigMismatchError", "NonFiniteError", "run_results", "train_and_ev
 
 @dataclasses.dataclass
 class _Run:
-  """What the loop works with: the compiled steps, the device-resident data and the writers."""
+  """What the loop works with: the compiled steps, the device-resident data and the writers.
+
+  train_steps runs config.steps_per_call steps per call (None when that is 1); data_order(data_rng,
+  step) draws the epochs' permutations that such a call, or a single step, gathers from.
+  """
   config: ml_collections.ConfigDict
   dataset: data.Dataset
   mesh: Any
   train_step: Callable
+  train_steps: Callable | None
+  data_order: Callable
   eval_step: Callable
   train_data: dict[str, jax.Array]
   keys: tuple[jax.Array, jax.Array]
@@ -57,9 +64,16 @@ def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, 
   writer = metrics_io.MetricWriter(workdir)
   start_step = int(jax.device_get(state.step))
   writer.truncate_after(start_step)
+  per_call = config.steps_per_call
   run = _Run(config=config, dataset=dataset, mesh=mesh,
              train_step=parallel.compile_train_step(step_fn, mesh, batch_size=config.batch_size,
                                                     per_device_bn=config.per_device_bn),
+             train_steps=None if per_call == 1 else parallel.compile_train_steps(
+                 step_fn, mesh, batch_size=config.batch_size, num_steps=per_call,
+                 per_device_bn=config.per_device_bn),
+             data_order=parallel.compile_data_order(
+                 mesh, num_examples=len(dataset.train_labels), batch_size=config.batch_size,
+                 num_batches=per_call),
              eval_step=parallel.compile_eval_step(
                  functools.partial(steps.eval_step, model=model, compute_dtype=config.dtype),
                  mesh),
@@ -117,19 +131,44 @@ def _at(step: int, num_steps: int, every: int) -> bool:
   return step % every == 0 or step == num_steps
 
 
+def _call_length(step: int, config: ml_collections.ConfigDict) -> int:
+  """Steps of the next call from `step`: steps_per_call, or 1 where fewer steps than that are left
+  before the next log, eval or checkpoint boundary or the end (a call never crosses one)."""
+  boundary = min([(step // every + 1) * every for every in
+                  (config.log_every, config.eval_every, config.checkpoint_every)]
+                 + [config.num_steps])
+  return config.steps_per_call if boundary - step >= config.steps_per_call else 1
+
+
+def _per_step(metrics: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
+  """Host metrics of single steps (scalars) and of K-step calls ([K] each), one dict per step."""
+  window = []
+  for m in metrics:
+    stacked = {k: np.reshape(v, -1) for k, v in m.items()}
+    window += [{k: v[i] for k, v in stacked.items()} for i in range(len(stacked["loss"]))]
+  return window
+
+
 def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
   """Steps to num_steps, logging, evaluating and checkpointing at the config's boundaries."""
   c = run.config
   step = int(jax.device_get(state.step))
   pending, window_start, window_step = [], time.time(), step
+  num_examples = len(run.dataset.train_labels)
+  order_epoch, order = None, None
   while step < c.num_steps:
-    state, metrics = run.train_step(state, run.train_data, *run.keys)
+    epoch = step * c.batch_size // num_examples
+    if epoch != order_epoch:  # an order serves every call that starts in its first epoch
+      order_epoch, order = epoch, run.data_order(run.keys[0], state.step)
+    length = _call_length(step, c)
+    call = run.train_step if length == 1 else run.train_steps
+    state, metrics = call(state, run.train_data, *run.keys, order)
     pending.append(metrics)
-    step += 1
+    step += length
     at = functools.partial(_at, step, c.num_steps)
     if not (at(c.log_every) or at(c.eval_every) or at(c.checkpoint_every)):
       continue
-    window, pending = jax.device_get(pending), []
+    window, pending = _per_step(jax.device_get(pending)), []
     _check_finite(window, step, run.mngr)
     mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
     now = time.time()
