@@ -1,8 +1,34 @@
 # resnet-jax: one target per task. Every experiment target is a single `python -m` line.
-PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Exact versions of every installed package (pip constraints): what `make install` and so CI
+# install, written by `make lock` from a fresh venv.
+LOCK := requirements/lock.txt
+
+# The interpreter that creates $(VENV): `make install PYTHON=/path/to/python`, or else the newest
+# Python >= 3.12 (JAX >= 0.11 needs it) among these candidates, each one run, not just found: a
+# pyenv shim such as `python3.12` stands on the PATH but fails unless a pyenv version selects it,
+# so pyenv's installed versions are candidates too. Python 3.13 installs the whole lock and passes
+# the tests; 3.12 does too.
+PYTHON ?=
+PYTHON_CANDIDATES = python3.14 python3.13 python3.12 python3 \
+	$$(pyenv root 2>/dev/null)/versions/*/bin/python3.1[2-9] \
+	$$HOME/.pyenv/versions/*/bin/python3.1[2-9]
+PYTHON_OK := import sys; assert sys.version_info >= (3, 12)
+# One line per working candidate, "313 path", newest first (the earlier candidate of one
+# version first); the first path wins.
+FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
+	  "$$c" -c '$(PYTHON_OK)' 2>/dev/null && \
+	    "$$c" -c 'import sys; print(100 * sys.version_info[0] + sys.version_info[1], end=" ")' && \
+	    echo "$$c"; \
+	done 2>/dev/null | sort -s -rn -k1,1 | head -n 1 | cut -d' ' -f2-
+NO_PYTHON = No Python >= 3.12 found: tried python3.14, python3.13, python3.12 and python3 on \
+	the PATH and pyenv's installed versions, running each. $(NEED_PYTHON)
+NEED_PYTHON := resnet-jax needs Python 3.12 or newer (JAX >= 0.11 does) with its venv module: \
+	install one (Debian/Ubuntu: apt-get install python3.13-venv or python3.12-venv; macOS: brew \
+	install python@3.13; or pyenv install 3.13, or uv python install 3.13) and run make again, or \
+	name it: make install PYTHON=/path/to/python3.13.
 
 # Experiment targets: DATASET=digits|fashion_mnist|cifar10|cifar100, WORKDIR=runs, SEEDS=1,
 # JOINT_SEEDS=false (true: each model's seeds in one compiled step; see `make bench-seeds`).
@@ -16,22 +42,48 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 	effective-paths wide pyramid multi-residual densenet fractalnet ensemble-size
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint bench bench-compile bench-analysis bench-densenet \
-	bench-seeds clean \
-	demo all \
+.PHONY: help install lock test test-all lint bench bench-compile bench-analysis bench-densenet \
+	bench-seeds clean demo all \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
 	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1] [JOINT_SEEDS=false]"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 20
 
-install: $(STAMP) ## create .venv and install the package with its test tools
+install: $(STAMP) ## create .venv (Python >= 3.12, PYTHON=...) and install the locked versions
 
-$(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# `$(call NEW_VENV,dir)`: a fresh venv in dir from PYTHON or else the newest candidate.
+NEW_VENV = py='$(PYTHON)'; \
+	if [ -z "$$py" ]; then py=$$($(FIND_PYTHON)); fi; \
+	if [ -z "$$py" ]; then echo "$(NO_PYTHON)" >&2; exit 1; fi; \
+	if ! "$$py" -c '$(PYTHON_OK)' 2>/dev/null; then \
+	  echo "PYTHON=$$py ($$("$$py" -V 2>&1 | head -n 1)) is not a working Python >= 3.12." \
+	    "$(NEED_PYTHON)" >&2; exit 1; fi; \
+	echo "$$py -m venv --clear $(1)  \# $$("$$py" -V)"; \
+	"$$py" -m venv --clear $(1)
+
+# A $(VENV) of Python < 3.12 is made anew, one of 3.12+ kept unless PYTHON names an interpreter
+# (`make clean install PYTHON=...` changes it). The package and its test tools install at the
+# versions of $(LOCK).
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
+	@if [ -n '$(PYTHON)' ] || ! $(PY) -c '$(PYTHON_OK)' 2>/dev/null; then \
+	  $(call NEW_VENV,$(VENV)); fi
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
+
+LOCK_VENV := build/lock-venv
+lock: ## rewrite requirements/lock.txt: the newest versions, installed in a fresh venv
+	@$(call NEW_VENV,$(LOCK_VENV))
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test]'
+	@mkdir -p $(dir $(LOCK))
+	@{ echo "# Exact versions that \`make install\` installs (pip constraints), written by"; \
+	  echo "# \`make lock\` from a fresh install of .[test] with $$($(LOCK_VENV)/bin/python -V)," \
+	    "$$(uname -s) $$(uname -m), $$(date -u +%Y-%m-%d)."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(LOCK)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(LOCK)"
 
 # One worker per core (pytest-xdist), each file on one worker so its compiled functions are
 # reused: most of a test's time is XLA compiling, which runs on one core.
@@ -47,13 +99,16 @@ lint: $(STAMP) ## ruff, and the import contracts of the package's floors (setup.
 	$(PY) -m ruff check src tests experiments benchmarks
 	$(VENV)/bin/lint-imports
 
+# Every benchmark prints first the versions it ran with (one JSON line, benchmarks/versions.py).
 bench-compile: $(STAMP) ## train-step compile time, ResNet-110 vs ResNet-1202
+	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/compile_time.py
 
 clean: ## remove .venv and build files
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
 
 bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
+	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/stochastic_depth.py --depth=20 --image_size=16 --batch_size=64
 
@@ -61,9 +116,11 @@ bench-seeds: $(STAMP) ## images/s of several seeds in one compiled step vs one r
 	$(PY) benchmarks/joint_seeds.py
 
 bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and without remat
+	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/densenet_memory.py
 
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
+	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/analysis_speed.py
 
 demo: $(STAMP) ## the main job: plain vs residual nets on digits, every analysis, a report
