@@ -9,8 +9,9 @@ LOCK := requirements/lock.txt
 # The interpreter that creates $(VENV): `make install PYTHON=/path/to/python`, or else the newest
 # Python >= 3.12 (JAX >= 0.11 needs it) among these candidates, each one run, not just found: a
 # pyenv shim such as `python3.12` stands on the PATH but fails unless a pyenv version selects it,
-# so pyenv's installed versions are candidates too. Python 3.13 installs the whole lock and passes
-# the tests; 3.12 does too.
+# so pyenv's installed versions are candidates too. The lock was made, and the whole suite passed,
+# with Python 3.13 (no dependency lacks a 3.13 wheel); 3.12 installs exactly the same versions.
+# Every locked version has a 3.14 wheel too, but TensorFlow (the optional [tfds] extra) has none.
 PYTHON ?=
 PYTHON_CANDIDATES = python3.14 python3.13 python3.12 python3 \
 	$$(pyenv root 2>/dev/null)/versions/*/bin/python3.1[2-9] \
