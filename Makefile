@@ -43,8 +43,8 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 	effective-paths wide pyramid multi-residual densenet fractalnet ensemble-size
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-all lint bench bench-compile bench-analysis bench-densenet \
-	bench-seeds clean demo all \
+.PHONY: help install lock test test-all lint bench bench-peer bench-compile bench-analysis \
+	bench-densenet bench-seeds clean demo all \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -115,6 +115,14 @@ bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 
 bench-seeds: $(STAMP) ## images/s of several seeds in one compiled step vs one run per seed
 	$(PY) benchmarks/joint_seeds.py
+
+# The peer's torch may live in another Python (a CPU wheel exists for fewer Python versions).
+TORCH_PYTHON ?= $(PY)
+bench-peer: $(STAMP) ## our train step vs PyTorch's on ResNet-20/56/110 (torch: the [bench] extra)
+	@$(TORCH_PYTHON) -c "import torch" 2>/dev/null || { echo "bench-peer needs torch in \
+	$(TORCH_PYTHON): $(PY) -m pip install -e '.[bench]', or TORCH_PYTHON=a Python that has it"; \
+	exit 1; }
+	$(PY) benchmarks/peer.py --torch_python=$(TORCH_PYTHON)
 
 bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and without remat
 	$(PY) benchmarks/versions.py

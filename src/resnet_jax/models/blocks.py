@@ -43,10 +43,11 @@ def _post_shortcut(x: jax.Array, features: int, strides: int, train: bool,
 def _two_convs(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
   """conv3x3-BN-ReLU-conv3x3-BN of He et al. 2015's basic block (and its plain twin), sowing
   each BN output as a response."""
-  y = layers.conv3x3(block.features, strides=block.strides, name="conv1")(x)
+  y = layers.conv3x3(block.features, strides=block.strides, grad_chunks=block.conv_grad_chunks,
+                     name="conv1")(x)
   y = layers.batch_norm(train, "bn1")(y)
   block.sow("intermediates", "response1", y)
-  y = layers.conv3x3(block.features, name="conv2")(nn.relu(y))
+  y = layers.conv3x3(block.features, grad_chunks=block.conv_grad_chunks, name="conv2")(nn.relu(y))
   y = layers.batch_norm(train, "bn2")(y)
   block.sow("intermediates", "response2", y)
   return y
@@ -58,6 +59,7 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   shortcut: str = "A"
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
@@ -74,6 +76,7 @@ class PlainBlock(nn.Module):
   residual: ClassVar[bool] = False
   features: int
   strides: int = 1
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
@@ -94,12 +97,14 @@ class Bottleneck(nn.Module):
   shortcut: str = "B"
   stride_in_3x3: bool = False
   expansion: int = 4
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, x: jax.Array, train: bool) -> jax.Array:
     s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
     y = layers.conv1x1(self.features, strides=s1, name="conv1")(x)
     y = nn.relu(layers.batch_norm(train, "bn1")(y))
-    y = layers.conv3x3(self.features, strides=s3, name="conv2")(y)
+    y = layers.conv3x3(self.features, strides=s3, grad_chunks=self.conv_grad_chunks,
+                       name="conv2")(y)
     y = layers.batch_norm(train, "bn2")(y)
     self.sow("intermediates", "response1", y)
     y = nn.relu(y)
@@ -129,12 +134,15 @@ class PreActBlock(nn.Module):
   strides: int = 1
   shortcut: str = "A"
   first: bool = False
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, pre: jax.Array, train: bool) -> jax.Array:
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(pre)
+    y = layers.conv3x3(self.features, strides=self.strides, grad_chunks=self.conv_grad_chunks,
+                       name="conv1")(pre)
     y = layers.batch_norm(train, "bn2")(y)
     self.sow("intermediates", "response1", y)
-    y = layers.conv3x3(self.features, name="conv2")(nn.relu(y))
+    y = layers.conv3x3(self.features, grad_chunks=self.conv_grad_chunks,
+                       name="conv2")(nn.relu(y))
     self.sow("intermediates", "response2", y)
     return y
 
@@ -162,12 +170,14 @@ class PreActBottleneck(nn.Module):
   first: bool = False
   stride_in_3x3: bool = True
   expansion: int = 4
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, pre: jax.Array, train: bool) -> jax.Array:
     s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
     y = layers.conv1x1(self.features, strides=s1, name="conv1")(pre)
     y = nn.relu(layers.batch_norm(train, "bn2")(y))
-    y = layers.conv3x3(self.features, strides=s3, name="conv2")(y)
+    y = layers.conv3x3(self.features, strides=s3, grad_chunks=self.conv_grad_chunks,
+                       name="conv2")(y)
     y = layers.batch_norm(train, "bn3")(y)
     self.sow("intermediates", "response1", y)
     return layers.conv1x1(self.features * self.expansion, name="conv3")(nn.relu(y))

@@ -31,6 +31,7 @@ class _Branch(nn.Module):
   strides: int
   expansion: int
   preact: bool  # False where the block's shared BN-ReLU has pre-activated the input
+  conv_grad_chunks: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
@@ -39,7 +40,7 @@ class _Branch(nn.Module):
       x = nn.relu(layers.batch_norm(train, "bn1")(x))
     y = layers.conv1x1(self.features, strides=self.strides, name="conv1")(x)
     y = nn.relu(layers.batch_norm(train, "bn2")(y))
-    y = layers.conv3x3(self.features, name="conv2")(y)
+    y = layers.conv3x3(self.features, grad_chunks=self.conv_grad_chunks, name="conv2")(y)
     response = layers.batch_norm(train, "bn3")(y)
     y = layers.conv1x1(self.features * self.expansion, name="conv3")(nn.relu(response))
     return y, response
@@ -56,11 +57,13 @@ class MultiResBottleneck(nn.Module):
   strides: int = 1
   branches: int = 1
   expansion: int = 4
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branches(self, x: jax.Array, shared: bool, train: bool) -> tuple[jax.Array, ...]:
     out = []
     for j in range(self.branches):
       y, response = _Branch(self.features, self.strides, self.expansion, preact=not shared,
+                            conv_grad_chunks=self.conv_grad_chunks,
                             name=f"branch{j + 1}")(x, train)
       self.sow("intermediates", f"response{j + 1}", response)
       out.append(y)

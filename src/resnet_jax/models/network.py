@@ -64,7 +64,7 @@ def check_drops(num_blocks: int, stochastic_depth: float | None = None, drop_mod
 
 def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2015 §4.2: 3x3 conv - BN - ReLU. The BN output is the stem's response (Fig. 7)."""
-  x = layers.conv3x3(net.stem_features, name="stem_conv")(images)
+  x = layers.conv3x3(net.stem_features, grad_chunks=net.conv_grad_chunks, name="stem_conv")(images)
   x = layers.batch_norm(train, "stem_bn")(x)
   net.sow("intermediates", "response", x)
   return nn.relu(x)
@@ -73,7 +73,8 @@ def cifar_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
 def conv_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """He et al. 2016: a bare 3x3 conv; the first unit applies the first BN-ReLU."""
   del train
-  return layers.conv3x3(net.stem_features, name="stem_conv")(images)
+  return layers.conv3x3(net.stem_features, grad_chunks=net.conv_grad_chunks,
+                        name="stem_conv")(images)
 
 
 def imagenet_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
@@ -134,6 +135,10 @@ class ResNet(nn.Module):
       batch, the one difference), for XLA's CPU backend, where convolution gradients inside a
       conditional run about ten times slower than outside one (`make bench`), so that skipping
       costs time there instead of saving it.
+    conv_grad_chunks: the slices of the batch on which every 3x3 conv (stem and blocks) computes
+      its kernel gradient (`layers.sliced_grad_conv`): the same values and gradients, faster on
+      XLA's CPU backend; passed to each block. 1: the plain convolution. `get_model` sets the
+      backend's default.
 
   `apply` takes images [N, H, W, C] float and returns logits [N, num_classes]
   ([K*N, num_classes] when `controls.path_stack` = K).
@@ -152,6 +157,7 @@ class ResNet(nn.Module):
   drop_mode: str = "batch"
   active_blocks: int | None = None
   skip_dropped: bool = True
+  conv_grad_chunks: int = 1
 
   @property
   def num_blocks(self) -> int:
@@ -223,13 +229,15 @@ class ResNet(nn.Module):
     offset = 0
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
       first = self.first_block if s == 0 and self.first_block is not None else self.block
+      first, block = (functools.partial(b, conv_grad_chunks=self.conv_grad_chunks)
+                      for b in (first, self.block))
       strides = 1 if s == 0 else 2
       if self.unit_widths is None:
         stage = stages.Stage(functools.partial(first, features=width, strides=strides),
-                             functools.partial(self.block, features=width, strides=1), n,
+                             functools.partial(block, features=width, strides=1), n,
                              self.scan_unroll, name=f"stage{s + 1}")
       else:
-        stage = stages.UnrolledStage(first, self.block, tuple(self.unit_widths[s]), strides,
+        stage = stages.UnrolledStage(first, block, tuple(self.unit_widths[s]), strides,
                                      name=f"stage{s + 1}")
       x = stage(x, controls.slice(offset, offset + n), train)
       offset += n

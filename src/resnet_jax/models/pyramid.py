@@ -70,13 +70,16 @@ class PyramidBlock(nn.Module):
   residual: ClassVar[bool] = True
   features: int
   strides: int = 1
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, x: jax.Array, train: bool) -> jax.Array:
     y = layers.batch_norm(train, "bn1")(x)
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(y)
+    y = layers.conv3x3(self.features, strides=self.strides, grad_chunks=self.conv_grad_chunks,
+                       name="conv1")(y)
     y = layers.batch_norm(train, "bn2")(y)
     self.sow("intermediates", "response1", y)
-    y = layers.conv3x3(self.features, name="conv2")(nn.relu(y))
+    y = layers.conv3x3(self.features, grad_chunks=self.conv_grad_chunks,
+                       name="conv2")(nn.relu(y))
     y = layers.batch_norm(train, "bn3")(y)
     self.sow("intermediates", "response2", y)
     return y
@@ -96,12 +99,14 @@ class PyramidBottleneck(nn.Module):
   features: int
   strides: int = 1
   expansion: int = 4
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, x: jax.Array, train: bool) -> jax.Array:
     y = layers.batch_norm(train, "bn1")(x)
     y = layers.conv1x1(self.features, name="conv1")(y)
     y = nn.relu(layers.batch_norm(train, "bn2")(y))
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv2")(y)
+    y = layers.conv3x3(self.features, strides=self.strides, grad_chunks=self.conv_grad_chunks,
+                       name="conv2")(y)
     y = layers.batch_norm(train, "bn3")(y)
     self.sow("intermediates", "response1", y)
     y = layers.conv1x1(self.features * self.expansion, name="conv3")(nn.relu(y))
@@ -116,7 +121,7 @@ class PyramidBottleneck(nn.Module):
 def pyramid_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   """Han et al.: 3x3 conv - BN, no ReLU (each unit's branch starts with its own BN). The BN output
   is the stem's response."""
-  x = layers.conv3x3(net.stem_features, name="stem_conv")(images)
+  x = layers.conv3x3(net.stem_features, grad_chunks=net.conv_grad_chunks, name="stem_conv")(images)
   x = layers.batch_norm(train, "stem_bn")(x)
   net.sow("intermediates", "response", x)
   return x

@@ -8,7 +8,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from resnet_jax.models import densenet, fractalnet, multires, network, pyramid, resnet, wide
+from resnet_jax.models import densenet, fractalnet, layers, multires, network, pyramid, resnet, wide
 from resnet_jax.models.family import UnknownDepthError
 
 FAMILIES = (*resnet.FAMILIES, *wide.FAMILIES, *pyramid.FAMILIES, *multires.FAMILIES,
@@ -36,6 +36,19 @@ def _with_drops(name: str, model: nn.Module, drops: dict[str, Any]) -> nn.Module
   return model.clone(**drops)
 
 
+def _with_conv_grad_chunks(name: str, model: nn.Module, chunks: int | None) -> nn.Module:
+  """`model` whose 3x3 convolutions compute their kernel gradients on `chunks` slices of the
+  batch (`layers.sliced_grad_conv`); None: the backend's default, decided here once."""
+  if not isinstance(model, network.ResNet):
+    if chunks is not None:
+      raise ValueError(f"conv_grad_chunks applies to the nets built on network.ResNet; {name} is "
+                       "not one")
+    return model
+  if chunks is None:
+    chunks = layers.default_conv_grad_chunks()
+  return model.clone(conv_grad_chunks=layers.check_conv_grad_chunks(chunks))
+
+
 def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Module:
   """Returns the Flax module called `name`, with `num_classes` logits and the family's options.
 
@@ -49,14 +62,15 @@ def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Modul
     numbers = family.match(name)
     if numbers is None:
       continue
-    options = family.options() + network.NETWORK_OPTIONS
+    options = family.options() + network.NETWORK_OPTIONS + ("conv_grad_chunks",)
     unknown = sorted(set(overrides) - set(options))
     if unknown:
       raise ValueError(f"{name} takes no override {unknown}; it takes {list(options)}")
     drops = {k: overrides.pop(k) for k in network.NETWORK_OPTIONS if k in overrides}
+    chunks = overrides.pop("conv_grad_chunks", None)
     try:
       model = family.build(*numbers, num_classes=num_classes, **overrides)
     except UnknownDepthError as err:
       raise ValueError(f"unknown model {name!r}: {err}; valid names: {_names_help()}") from None
-    return _with_drops(name, model, drops)
+    return _with_conv_grad_chunks(name, _with_drops(name, model, drops), chunks)
   raise ValueError(f"unknown model {name!r}; valid names: {_names_help()}")

@@ -32,14 +32,16 @@ class WideBlock(nn.Module):
   features: int
   strides: int = 1
   dropout: float = 0.0
+  conv_grad_chunks: int = 1  # layers.sliced_grad_conv
 
   def _branch(self, pre: jax.Array, train: bool) -> jax.Array:
-    y = layers.conv3x3(self.features, strides=self.strides, name="conv1")(pre)
+    y = layers.conv3x3(self.features, strides=self.strides, grad_chunks=self.conv_grad_chunks,
+                       name="conv1")(pre)
     y = layers.batch_norm(train, "bn2")(y)
     self.sow("intermediates", "response1", y)
     # Per-example draws from the "dropout" stream (steps.model_rngs); none when not training.
     y = nn.Dropout(self.dropout, deterministic=not train, name="dropout")(nn.relu(y))
-    y = layers.conv3x3(self.features, name="conv2")(y)
+    y = layers.conv3x3(self.features, grad_chunks=self.conv_grad_chunks, name="conv2")(y)
     self.sow("intermediates", "response2", y)
     return y
 
