@@ -16,8 +16,9 @@ same batch, image size and precision (float32) on both sides:
 The variants alternate (ours, torch eager, torch compile, ours, ...) for `--rounds` rounds of
 `--steps` steps after a warm-up that compiles each. Each row reports the median ms/step and, for
 each of our variants, the median over rounds of the paired ratio ours / peer (below 1: ours is
-faster). `--ours` times several of our model options side by side (e.g. `--ours=";conv_chunks=8"`
-for the default and one candidate); their rows also give the paired ratio to the first of them.
+faster). `--ours` times several of our model options side by side (e.g.
+`--ours="conv_grad_chunks=1;"` for the plain convolutions and the default); their rows also give
+the paired ratio to the first of them.
 `--device=cuda` runs both sides on the first GPU (a CUDA jaxlib and a CUDA torch needed).
 """
 import argparse
