@@ -142,13 +142,15 @@ def test_batch_larger_than_data_rejected(key):
 @pytest.mark.parametrize("n, bs, num_batches", [(12, 4, 1), (10, 4, 1), (10, 4, 3), (10, 3, 8)])
 def test_an_order_drawn_once_gives_the_batches_of_batch_indices(key, n, bs, num_batches):
   # (10, 4, 3): batches straddle epochs; (10, 3, 8): one order serves 24 positions of 3 epochs.
+  draw = jax.jit(lambda start: data_order(key, start, num_examples=n, batch_size=bs,
+                                          num_batches=num_batches))
+  gather = jax.jit(jax.vmap(lambda order, step: order_indices(order, step, bs), (None, 0)))
+  reference = jax.jit(jax.vmap(lambda step: batch_indices(key, step, n, bs)))
   for start in range(7):
-    order = data_order(key, jnp.int32(start), num_examples=n, batch_size=bs,
-                       num_batches=num_batches)
+    order = draw(jnp.int32(start))
     assert order["perms"].shape == (epochs_spanned(num_batches, bs, n), n)
-    for step in range(start, start + num_batches):
-      np.testing.assert_array_equal(order_indices(order, jnp.int32(step), bs),
-                                    batch_indices(key, jnp.int32(step), n, bs))
+    batches = jnp.arange(start, start + num_batches, dtype=jnp.int32)
+    np.testing.assert_array_equal(gather(order, batches), reference(batches))
 
 
 def test_epochs_spanned_is_the_most_any_run_of_batches_touches():
