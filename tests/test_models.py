@@ -348,5 +348,5 @@ def test_one_block_stages_run_without_a_loop():
                                 mutable=["batch_stats"])
       return logits.sum(), new
     return jax.grad(loss, has_aux=True)(variables["params"])
-  # float32 sums in another order: gradients of magnitude ~1 differ by ~1e-5.
-  chex.assert_trees_all_close(train(default), train(looped), rtol=1e-4, atol=1e-5)
+  # float32 sums in another order: gradients of magnitude ~1 differ by a few 1e-5.
+  chex.assert_trees_all_close(train(default), train(looped), rtol=1e-4, atol=1e-4)

@@ -71,10 +71,12 @@ class Stage(nn.Module):
         # writes the same stacked variables without a loop. (Init keeps the scan, whose rng
         # splitting gives the parameters; the two split a "dropout" rng differently. An explicit
         # scan_unroll keeps the scan.)
+        # x gets the axis of one too: a broadcast (unbatched) x is refused by custom VJPs such as
+        # layers.scale_gradient, whose cotangent would come back batched.
         one = nn.vmap(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
-                      split_rngs={"params": True, "dropout": True}, in_axes=(None, 0),
+                      split_rngs={"params": True, "dropout": True}, in_axes=0,
                       out_axes=0, axis_size=1)
-        stacked, _ = one(block=self.block, train=train, name="blocks")(x, scanned)
+        stacked, _ = one(block=self.block, train=train, name="blocks")(x[None], scanned)
         return stacked[0]
       scan = nn.scan(_ScanBody, variable_axes=_SCANNED_COLLECTIONS,
                      split_rngs={"params": True, "dropout": True}, in_axes=0,
