@@ -10,16 +10,14 @@ alike, and prints per case one JSON line: each variant's aggregate images/s (all
 median over rounds) and the median over rounds of the paired ratio joint / separate images/s.
 """
 import argparse
-import functools
 import json
 import time
 
 import jax
 import numpy as np
+from throughput import setup_step  # this directory
 
-from resnet_jax import configs, data, optim, parallel, steps
-from resnet_jax.models import get_model
-from resnet_jax.train_state import create_train_state
+from resnet_jax import data, parallel
 
 CASES = {  # name: (model, data set, image size, batch size)
     "resnet20_16px_b128": ("resnet20", "synthetic", 16, 128),
@@ -40,16 +38,9 @@ def bench(case: str, num_seeds: int, rounds: int, num_steps: int, formulations) 
   model_name, source, image_size, batch_size = CASES[case]
   dataset = data.load_dataset(source, image_size=image_size if source == "synthetic" else None,
                               limit=2048 if source == "synthetic" else None)
-  config = configs.resolve_warmup(configs.base_config())
-  model = get_model(model_name, num_classes=dataset.num_classes)
-  tx = optim.make_optimizer(config)
-  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  # The same model, optimizer, step and init as `make bench`'s (throughput.py).
+  mesh, step_fn, init, _ = setup_step(model_name, dataset, jax.local_devices()[:1], batch_size)
   repl = parallel.replicated(mesh)
-  step_fn = functools.partial(steps.train_step, model=model, tx=tx,
-                              learning_rate_fn=optim.learning_rate_schedule(config),
-                              batch_size=batch_size)
-  init = jax.jit(functools.partial(create_train_state, model, tx,
-                                   image_shape=dataset.image_shape), out_shardings=repl)
   train_data = {"image": parallel.put_global(dataset.train_images, repl),
                 "label": parallel.put_global(dataset.train_labels, repl)}
   keys = [parallel.replicate((jax.random.key(100 + s), jax.random.key(200 + s)), mesh)

@@ -70,7 +70,9 @@ def in_order(call, draw_order, data_rng, *, steps_per_call: int, batch_size: int
   return run
 
 
-def _setup(model_name: str, dataset: data.Dataset, devices, batch_size: int):
+def setup_step(model_name: str, dataset: data.Dataset, devices, batch_size: int):
+  """(mesh, the train step to compile, a jitted init(rng), replicated keys) of `model_name`
+  with the base recipe: what every benchmark of the real step times."""
   config = configs.resolve_warmup(configs.base_config())
   model = get_model(model_name, num_classes=dataset.num_classes)
   tx = optim.make_optimizer(config)
@@ -108,7 +110,7 @@ def _ratio(times, over: str, under: str) -> float:
 
 def bench_data_path(model_name: str, dataset: data.Dataset, devices, batch_size: int,
                     num_steps: int, rounds: int, sort_per_step: bool) -> dict[str, list[float]]:
-  mesh, step_fn, init, keys = _setup(model_name, dataset, devices, batch_size)
+  mesh, step_fn, init, keys = setup_step(model_name, dataset, devices, batch_size)
   step = parallel.compile_train_step(step_fn, mesh, batch_size=batch_size)
   full, one_batch = _on_device(dataset, len(dataset.train_images), mesh), _on_device(
       dataset, batch_size, mesh)
@@ -130,7 +132,7 @@ def bench_data_path(model_name: str, dataset: data.Dataset, devices, batch_size:
 def bench_steps_per_call(model_name: str, batch_size: int, image_size: int, devices,
                          per_call: int, num_steps: int, rounds: int) -> dict:
   dataset = load("synthetic", image_size)
-  mesh, step_fn, init, keys = _setup(model_name, dataset, devices, batch_size)
+  mesh, step_fn, init, keys = setup_step(model_name, dataset, devices, batch_size)
   train_data = _on_device(dataset, len(dataset.train_images), mesh)
   draw = {k: parallel.compile_data_order(mesh, num_examples=len(dataset.train_images),
                                          batch_size=batch_size, num_batches=k)
