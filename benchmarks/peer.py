@@ -20,6 +20,15 @@ faster). `--ours` times several of our model options side by side (e.g.
 `--ours="conv_grad_chunks=1;"` for the plain convolutions and the default); their rows also give
 the paired ratio to the first of them.
 `--device=cuda` runs both sides on the first GPU (a CUDA jaxlib and a CUDA torch needed).
+`--dtype=bfloat16` times mixed precision on both sides: our `config.dtype="bfloat16"` (bf16
+compute; float32 parameters, BatchNorm statistics, loss and update) against torch's autocast.
+
+Distance to the hardware: every row carries XLA's estimate of our step's floating-point work and
+memory traffic (`cost_analysis()` of the compiled step: `gflop_per_step`, `gb_per_step`; the
+peer runs the same net, so its rows use the same work) and the achieved TFLOP/s. Given the
+chip's peaks (`--peak_tflops` for the dtype timed, `--peak_gbps`), each row also gives the
+fraction of the FLOP peak reached and the fraction of the step that the memory-traffic bound
+alone would take (`memory_bound_fraction`: 1.0 means bandwidth-bound).
 """
 import argparse
 import functools
@@ -65,7 +74,7 @@ class Ours:
   """Our compiled train step on one device, over a training set of one random batch."""
 
   def __init__(self, name: str, options: str, batch_size: int, image_size: int,
-               device: jax.Device):
+               device: jax.Device, dtype: str = "float32"):
     config = configs.resolve_warmup(configs.base_config())
     model = get_model(name, **configs.parse_model_options(options))
     tx = optim.make_optimizer(config)
@@ -73,7 +82,7 @@ class Ours:
     repl = parallel.replicated(mesh)
     step_fn = functools.partial(steps.train_step, model=model, tx=tx,
                                 learning_rate_fn=optim.learning_rate_schedule(config),
-                                batch_size=batch_size)
+                                batch_size=batch_size, compute_dtype=dtype)
     self.step = parallel.compile_train_step(step_fn, mesh, batch_size=batch_size)
     shape = (image_size, image_size, 3)
     self.state = jax.jit(functools.partial(create_train_state, model, tx, image_shape=shape),
@@ -87,6 +96,7 @@ class Ours:
     start = time.perf_counter()
     self.run(1)  # compiles
     self.setup_s = time.perf_counter() - start
+    self.cost = step_cost(self.step, self.state, self.data, *self.keys)
 
   def run(self, num_steps: int) -> float:
     """Seconds per step over num_steps steps."""
@@ -95,6 +105,28 @@ class Ours:
       self.state, metrics = self.step(self.state, self.data, *self.keys)
     jax.block_until_ready((self.state, metrics))
     return (time.perf_counter() - start) / num_steps
+
+
+def step_cost(step, *args) -> dict:
+  """XLA's estimate of one compiled step's work: {"gflop": ..., "gb": ...} (0 where the backend
+  gives none)."""
+  cost = step.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else {}
+  cost = cost or {}
+  return {"gflop": float(cost.get("flops", 0.0)) / 1e9,
+          "gb": float(cost.get("bytes accessed", 0.0)) / 1e9}
+
+
+def hardware_fractions(cost: dict, ms: float, peak_tflops: float, peak_gbps: float) -> dict:
+  """Achieved TFLOP/s of a step of `cost` taking `ms`, and its fractions of the chip's peaks."""
+  out = {"gflop_per_step": round(cost["gflop"], 3), "gb_per_step": round(cost["gb"], 4),
+         "tflops": round(cost["gflop"] / ms, 3)}
+  if peak_tflops:
+    out["flop_peak_fraction"] = round(cost["gflop"] / ms / peak_tflops, 4)
+  if peak_gbps:
+    out["memory_bound_fraction"] = round(1000 * cost["gb"] / peak_gbps / ms, 4)
+  return out
 
 
 class Peer:
@@ -143,16 +175,18 @@ def bench_model(name: str, args, peer: Peer, device: jax.Device) -> list[dict]:
   runners = {}
   for options in args.ours:
     try:
-      runners[ours_name(options)] = Ours(name, options, args.batch_size, args.image_size, device)
+      runners[ours_name(options)] = Ours(name, options, args.batch_size, args.image_size, device,
+                                         args.dtype)
     except ValueError as err:
       sys.exit(f"--ours={options!r}: {err}")
   for variant in args.peers:
     runners[f"torch_{variant}"] = PeerRun(
         peer, f"{name}/{variant}", depth=depth, variant=variant, batch_size=args.batch_size,
-        image_size=args.image_size, num_classes=10)
+        image_size=args.image_size, num_classes=10, dtype=args.dtype)
   counts = {key: runner.params for key, runner in runners.items()}
   if len(set(counts.values())) != 1:
     sys.exit(f"{name}: the nets differ in parameter count: {counts}")
+  cost = runners[ours_name(args.ours[0])].cost  # the same net on every side
   times = {key: [] for key in runners}
   for _ in range(args.rounds):
     for key, runner in runners.items():
@@ -170,8 +204,9 @@ def bench_model(name: str, args, peer: Peer, device: jax.Device) -> list[dict]:
     else:
       ratios = {f"{o}/{key}": ratio(o, key) for o in ours}
     rows.append({"model": name, "variant": key, "batch_size": args.batch_size,
-                 "image_size": args.image_size, "params": runner.params,
+                 "image_size": args.image_size, "dtype": args.dtype, "params": runner.params,
                  "ms_per_step": round(ms, 2),
+                 **hardware_fractions(cost, ms, args.peak_tflops, args.peak_gbps),
                  "images_per_s": round(1000 * args.batch_size / ms, 1),
                  "ms_per_round": [round(1000 * t, 2) for t in times[key]],
                  "ratios": ratios, "setup_s": round(runner.setup_s, 1)})
@@ -182,14 +217,17 @@ def versions(peer: Peer, device: jax.Device) -> dict:
   return {"python": platform.python_version(), "jax": jax.__version__,
           "jaxlib": jax.lib.__version__, "flax": flax.__version__, "optax": optax.__version__,
           "numpy": np.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "ld_preload": os.environ.get("LD_PRELOAD", ""),
           "jax_device": f"{device.device_kind}, {os.cpu_count()} cores",
           **{f"peer_{k}": v for k, v in peer.call("versions").items()}}
 
 
 def table(rows: list[dict], ours: list[str], peers: list[str]) -> str:
   """A markdown table: one line per model and our variant."""
+  peaks = "flop_peak_fraction" in rows[0]
   head = ["model", "variant", "ours ms"] + [f"torch {p} ms" for p in peers] + [
-      f"ours / torch {p}" for p in peers]
+      f"ours / torch {p}" for p in peers] + ["ours TFLOP/s"] + (
+      ["ours % of FLOP peak"] if peaks else [])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   by_key = {(r["model"], r["variant"]): r for r in rows}
   for model in dict.fromkeys(r["model"] for r in rows):
@@ -198,6 +236,8 @@ def table(rows: list[dict], ours: list[str], peers: list[str]) -> str:
       cells = [model, o, f"{row['ms_per_step']:.1f}"]
       cells += [f"{by_key[(model, f'torch_{p}')]['ms_per_step']:.1f}" for p in peers]
       cells += [f"{row['ratios'][f'{o}/torch_{p}']:.2f}" for p in peers]
+      cells += [f"{row['tflops']:.3g}"] + (
+          [f"{100 * row['flop_peak_fraction']:.1f}"] if peaks else [])
       lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -211,6 +251,12 @@ def main():
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
   parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+  parser.add_argument("--dtype", choices=tuple(steps.COMPUTE_DTYPES), default="float32",
+                      help="compute dtype of both sides: ours config.dtype, torch autocast")
+  parser.add_argument("--peak_tflops", type=float, default=0.0,
+                      help="the chip's peak TFLOP/s at --dtype (0: not reported)")
+  parser.add_argument("--peak_gbps", type=float, default=0.0,
+                      help="the chip's memory bandwidth in GB/s (0: not reported)")
   parser.add_argument("--ours", default="",
                       help="';'-separated model options of our variants ('' = the defaults)")
   parser.add_argument("--peers", default=",".join(PEERS), help="torch variants: eager,compile")

@@ -14,7 +14,8 @@ that the driver, which never imports torch, can alternate rounds with it and the
 thread pools never share a process (or even an interpreter: the driver may run a Python for which
 no CPU torch wheel exists). Commands:
   {"cmd": "setup", "key": K, "depth": 20, "variant": "eager" | "compile", "batch_size": 128,
-   "image_size": 32, "num_classes": 10}  -> {"params": P, "setup_s": S} (includes compiling)
+   "image_size": 32, "num_classes": 10, "dtype": "float32" | "bfloat16"}
+                                           -> {"params": P, "setup_s": S} (includes compiling)
   {"cmd": "run", "key": K, "steps": N}    -> {"seconds": S} (N steps, synchronised)
   {"cmd": "versions"}                      -> {"torch": ..., "device": ...}
 """
@@ -91,14 +92,24 @@ def num_params(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
 
 
-def make_step(net: nn.Module, device: str):
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def make_step(net: nn.Module, device: torch.device, dtype: str = "float32"):
   """One train step on a fixed batch: forward, softmax cross-entropy, backward, SGD (momentum
-  0.9, weight decay 1e-4 on every parameter, as the project's recipe)."""
+  0.9, weight decay 1e-4 on every parameter, as the project's recipe). dtype "bfloat16" runs
+  the forward pass under autocast (PyTorch's mixed precision: float32 parameters and update, bf16
+  convolutions and matmuls), the counterpart of our `config.dtype`; the loss is float32 as ours."""
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
   opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 
   def step(images: torch.Tensor, labels: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
-    F.cross_entropy(net(images), labels).backward()
+    with torch.autocast(device.type, dtype=DTYPES[dtype] or torch.float32,
+                        enabled=DTYPES[dtype] is not None):
+      logits = net(images)
+    F.cross_entropy(logits.float(), labels).backward()
     opt.step()
   return step
 
@@ -115,7 +126,7 @@ class Worker:
       torch.cuda.synchronize(self.device)
 
   def setup(self, key: str, depth: int, variant: str, batch_size: int, image_size: int,
-            num_classes: int) -> dict:
+            num_classes: int, dtype: str = "float32") -> dict:
     torch.manual_seed(0)
     net = CifarResNet(depth, num_classes).to(self.device, memory_format=torch.channels_last)
     net.train()
@@ -127,7 +138,7 @@ class Worker:
     images = torch.randn(batch_size, 3, image_size, image_size, device=self.device)
     images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, num_classes, (batch_size,), device=self.device)
-    step = make_step(net, self.device)
+    step = make_step(net, self.device, dtype)
     start = time.perf_counter()
     for _ in range(2):  # compiles (torch.compile), warms caches and the allocator
       step(images, labels)

@@ -6,6 +6,7 @@ print the same line or add it to their own rows; run alone, this file prints it.
 """
 import importlib.metadata
 import json
+import os
 import platform
 
 import jax
@@ -21,7 +22,9 @@ def versions() -> dict[str, str | int | None]:
   Returns:
     {"python", "jax", "jaxlib", "flax", "optax", "orbax", "numpy": version strings, None for a
     package that is not installed; "platform": the OS and CPU architecture; "backend", "device",
-    "device_count": JAX's default backend, the kind of its first device and the device count}.
+    "device_count": JAX's default backend, the kind of its first device and the device count;
+    "ld_preload": the libraries preloaded into the process (an allocator such as tcmalloc), ""
+    for none}.
   """
   row: dict[str, str | int | None] = {"python": platform.python_version()}
   for dist, key in PACKAGES.items():
@@ -33,6 +36,7 @@ def versions() -> dict[str, str | int | None]:
   row["backend"] = jax.default_backend()
   row["device"] = jax.devices()[0].device_kind
   row["device_count"] = jax.device_count()
+  row["ld_preload"] = os.environ.get("LD_PRELOAD", "")
   return row
 
 
