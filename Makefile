@@ -44,7 +44,7 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 
 .DEFAULT_GOAL := help
 .PHONY: help install lock test test-all lint bench bench-peer bench-compile bench-analysis \
-	bench-densenet bench-seeds clean demo all \
+	bench-densenet bench-seeds gpu-campaign clean demo all \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -117,12 +117,21 @@ bench-seeds: $(STAMP) ## images/s of several seeds in one compiled step vs one r
 	$(PY) benchmarks/joint_seeds.py
 
 # The peer's torch may live in another Python (a CPU wheel exists for fewer Python versions).
+# PEER_FLAGS: benchmarks/peer.py's flags; by default our step before (plain 3x3 convolutions) and
+# after (the default conv_grad_chunks) the CPU convolution work, side by side.
 TORCH_PYTHON ?= $(PY)
+PEER_FLAGS ?= --ours="conv_grad_chunks=1;"
 bench-peer: $(STAMP) ## our train step vs PyTorch's on ResNet-20/56/110 (torch: the [bench] extra)
 	@$(TORCH_PYTHON) -c "import torch" 2>/dev/null || { echo "bench-peer needs torch in \
 	$(TORCH_PYTHON): $(PY) -m pip install -e '.[bench]', or TORCH_PYTHON=a Python that has it"; \
 	exit 1; }
-	$(PY) benchmarks/peer.py --torch_python=$(TORCH_PYTHON)
+	$(PY) benchmarks/versions.py
+	$(PY) benchmarks/peer.py --torch_python=$(TORCH_PYTHON) $(PEER_FLAGS)
+
+# On a GPU machine: CAMPAIGN_FLAGS="--out=DIR [--budget_s=S] [--items=...]" (see the script).
+CAMPAIGN_FLAGS ?= --out=gpu_campaign
+gpu-campaign: $(STAMP) ## the GPU campaign: peer benchmark and full-recipe runs within a budget
+	$(PY) benchmarks/gpu_campaign.py $(CAMPAIGN_FLAGS)
 
 bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and without remat
 	$(PY) benchmarks/versions.py
