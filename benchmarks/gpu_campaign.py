@@ -113,6 +113,8 @@ class Campaign:
 
 
 def versions(campaign: Campaign) -> None:
+  # In a child process: the driver never imports jax, which would take the GPU's memory from
+  # the commands it runs.
   rc, lines, _ = campaign.command([sys.executable, "benchmarks/versions.py"], 120)
   found = [json.loads(line) for line in lines if line.startswith("{")]
   campaign.event(item="versions", rc=rc, **(found[0]["versions"] if found else {}))
