@@ -44,7 +44,8 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 
 .DEFAULT_GOAL := help
 .PHONY: help install lock test test-all lint bench bench-peer bench-compile bench-analysis \
-	bench-densenet bench-seeds gpu-campaign clean demo all \
+	bench-densenet bench-seeds bench-input gpu-campaign clean demo all imagenet-18v34 imagenet-fixture \
+	fashion-mnist-jpeg \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -137,6 +138,10 @@ bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and with
 	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/densenet_memory.py
 
+bench-input: $(STAMP) ## the streamed input path: decode, pipeline with 1 and 2 workers, fed step
+	$(PY) benchmarks/versions.py
+	$(PY) benchmarks/input.py
+
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
 	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/analysis_speed.py
@@ -188,5 +193,28 @@ pyramid: $(STAMP) ## PyramidNet vs ResNet and its SD twin, one-block lesions (Ha
 
 ensemble-size: $(STAMP) ## test error vs log2(paths) across depth, branches, width, families
 	$(EXPERIMENT) --config=experiments/ensemble_size.py:$(DATASET) --workdir=$(WORKDIR)/ensemble_size
+
+# ImageNet's half of He 2015. DATASET=imagenet (the default here) needs DATA_DIR=, a directory of
+# `python -m resnet_jax.data.prepare_imagenet`; DATASET=imagenet_fixture[,smoke] and
+# fashion_mnist_jpeg[,smoke] are prepared offline in build/ first.
+IMAGENET_DATASET = $(if $(filter command line environment,$(origin DATASET)),$(DATASET),imagenet)
+DATA_DIR ?=
+imagenet-18v34: $(STAMP) $(if $(findstring imagenet_fixture,$(IMAGENET_DATASET)),imagenet-fixture) \
+		$(if $(findstring fashion_mnist_jpeg,$(IMAGENET_DATASET)),fashion-mnist-jpeg) ## plain vs ResNet 18/34 on ImageNet (He 2015 Fig. 4, Table 2)
+	$(EXPERIMENT) --config=experiments/imagenet_18v34.py:$(IMAGENET_DATASET) \
+	  $(if $(DATA_DIR),--config.train.data_dir=$(DATA_DIR)) --workdir=$(WORKDIR)/imagenet_18v34
+
+# The offline stand-ins in ImageNet's format: the tree of JPEGs, then its prepared shards.
+FIXTURES := build/imagenet_fixture build/fashion_mnist_jpeg
+imagenet-fixture: build/imagenet_fixture/prepared/dataset.json ## real photos in ImageNet's layout, prepared
+fashion-mnist-jpeg: build/fashion_mnist_jpeg/prepared/dataset.json ## Fashion-MNIST as JPEGs, prepared
+build/imagenet_fixture/prepared/dataset.json: | $(STAMP)
+	$(PY) -m resnet_jax.data.fixtures --kind=imagenet --out=build/imagenet_fixture/raw
+	$(PY) -m resnet_jax.data.prepare_imagenet --train_dir=build/imagenet_fixture/raw/train \
+	  --val_dir=build/imagenet_fixture/raw/val --out=build/imagenet_fixture/prepared
+build/fashion_mnist_jpeg/prepared/dataset.json: | $(STAMP)
+	$(PY) -m resnet_jax.data.fixtures --kind=fashion_mnist_jpeg --out=build/fashion_mnist_jpeg/raw
+	$(PY) -m resnet_jax.data.prepare_imagenet --train_dir=build/fashion_mnist_jpeg/raw/train \
+	  --val_dir=build/fashion_mnist_jpeg/raw/val --out=build/fashion_mnist_jpeg/prepared
 
 all: $(EXPERIMENTS) ## every experiment target above

@@ -32,6 +32,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.limit = 0               # 0: every image; N: the first N of each split (smoke runs)
   c.augment_pad = 4         # He 2015: 4-pixel zero pad + random crop ...
   c.augment_flip = True     # ... + horizontal flip
+  # Streamed data sets (dataset "imagenet": a directory of `resnet_jax.data.prepare_imagenet`,
+  # decoded and augmented by worker processes; `resnet_jax.data.stream`). image_size 0 is 224.
+  c.train_transform = "he2015"  # He 2015 §3.4 scale augmentation + PCA lighting, or "inception"
+  c.scale_range = (256, 480)    # "he2015": the shorter side is resized to a random length in it
+  c.resize_size = 256       # evaluation: the shorter side resized to this, then centre crop(s)
+  c.eval_crops = 1          # 10: the last step is also evaluated with He 2015's 10 crops
+  c.input_workers = 2       # decoding worker processes per host (0: threads of the main process)
   # Optimisation: SGD momentum 0.9, weight decay 1e-4 on all parameters, batch 128.
   c.batch_size = 128
   c.num_steps = 64_000
@@ -117,6 +124,90 @@ def fractalnet_recipe(dataset: str, model: str = "fractalnet_c3") -> ml_collecti
   return config
 
 
+# ImageNet (He et al. 2015 §3.4): a directory prepared by `python -m resnet_jax.data.prepare_imagenet`,
+# streamed by worker processes. The recipes' steps are counted on ImageNet's training images.
+IMAGENET_TRAIN_IMAGES = 1_281_167
+IMAGENET_MODELS = ("plain18", "plain34", "resnet18", "resnet34", "resnet50", "resnet101",
+                   "resnet152")
+# "he2015": the paper's recipe; "modern": torchvision's and Flax's (90 epochs, v1.5 bottlenecks).
+IMAGENET_RECIPES = ("he2015", "modern")
+# He 2015: "up to 60 x 10^4 iterations" at batch 256 (120 epochs), lr divided by 10 "when the
+# error plateaus": fixed at 25/50/75 % (epochs 30, 60, 90), where Fig. 4's curves drop.
+HE2015_STEPS = 600_000
+HE2015_BOUNDARIES = (0.25, 0.5, 0.75)
+MODERN_EPOCHS = 90
+MODERN_BOUNDARIES = (1 / 3, 2 / 3)  # epochs 30 and 60
+# The streamed data sets of the ImageNet experiments: ImageNet itself (--config.data_dir=...)
+# and two offline stand-ins in its format, prepared by `make imagenet-fixture` and
+# `make fashion-mnist-jpeg`, at crop sizes a CPU trains (scale ranges keep He's 256-480 for 224),
+# with a schedule of their own: the recipe's fractions of it, at their size.
+STREAM_DATA = {
+    "imagenet": dict(data_dir="", image_size=224, scale_range=(256, 480), resize_size=256),
+    # 48 training and 16 validation photos of 4 classes: a demo of the whole path in minutes.
+    "imagenet_fixture": dict(data_dir="build/imagenet_fixture/prepared", image_size=64,
+                             scale_range=(73, 137), resize_size=73, batch_size=16,
+                             num_steps=200, log_every=10, eval_every=50, checkpoint_every=50,
+                             eval_batch_size=32, input_workers=1, learning_rate=0.1),
+    # Fashion-MNIST's 60,000 / 10,000 images as JPEGs: 3,000 steps of 128 (6.4 epochs).
+    "fashion_mnist_jpeg": dict(data_dir="build/fashion_mnist_jpeg/prepared", image_size=32,
+                               scale_range=(37, 69), resize_size=37, batch_size=128,
+                               num_steps=3000, log_every=50, eval_every=500,
+                               checkpoint_every=500, eval_batch_size=500, input_workers=1,
+                               learning_rate=0.1),
+}
+
+
+def imagenet_recipe(model: str = "resnet50", variant: str = "he2015", *,
+                    batch_size: int = 256) -> ml_collections.ConfigDict:
+  """The training config of ImageNet `model` (an IMAGENET_MODELS name) by `variant`.
+
+  "he2015": batch 256, SGD momentum 0.9, wd 1e-4, lr 0.1 divided by 10 at 25/50/75 % of
+  600,000 steps, scale augmentation (shorter side in [256, 480], 224 crop, flip, PCA lighting),
+  per-channel mean/std normalisation, option A shortcuts for ResNet-18/34 (Table 2) and B for the
+  bottleneck nets (v1: stride in the first 1x1), the last step evaluated with 10 crops.
+  "modern": 90 epochs, lr 0.1 * B / 256 divided by 10 at epochs 30 and 60, Inception crops,
+  v1.5 bottlenecks (stride_in_3x3=True), option B, one centre crop.
+  """
+  if model not in IMAGENET_MODELS:
+    raise ValueError(f"no ImageNet recipe for {model!r}; choose from {IMAGENET_MODELS}")
+  if variant not in IMAGENET_RECIPES:
+    raise ValueError(f"the ImageNet recipe is one of {IMAGENET_RECIPES}, not {variant!r}")
+  c = base_config()
+  c.update(STREAM_DATA["imagenet"])
+  steps_per_epoch = IMAGENET_TRAIN_IMAGES / batch_size
+  c.update(dataset="imagenet", model=f"{model}_imagenet", normalization="channel_mean_std",
+           val_size=0, batch_size=batch_size, log_every=100, eval_every=round(steps_per_epoch),
+           checkpoint_every=round(steps_per_epoch), eval_batch_size=200, input_workers=8,
+           nesterov=False, weight_decay=1e-4, momentum=0.9)
+  bottleneck = model in ("resnet50", "resnet101", "resnet152")
+  if variant == "he2015":
+    c.update(train_transform="he2015", num_steps=HE2015_STEPS, lr_boundaries=HE2015_BOUNDARIES,
+             learning_rate=0.1, eval_crops=10, shortcut="" if bottleneck or "plain" in model
+             else "A")
+  else:
+    c.update(train_transform="inception", num_steps=round(MODERN_EPOCHS * steps_per_epoch),
+             lr_boundaries=MODERN_BOUNDARIES, learning_rate=0.1 * batch_size / 256, eval_crops=1,
+             model_options="stride_in_3x3=True" if bottleneck else "")
+  return c
+
+
+def stream_data(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """`config` set to train on the streamed data set `name` (a STREAM_DATA key)."""
+  if name not in STREAM_DATA:
+    raise ValueError(f"the streamed data set is one of {tuple(STREAM_DATA)}, not {name!r}")
+  config.update(STREAM_DATA[name])
+  return config
+
+
+# Data sets streamed from a directory prepared by `python -m resnet_jax.data.prepare_imagenet`
+# (ImageNet, or any tree in its layout; `--config.data_dir=DIR`), not held in memory.
+STREAM_DATASETS = ("imagenet",)
+# The smoke setting of a streamed run: two steps at 32 px on the fixture's few images.
+STREAM_SMOKE = dict(num_steps=2, batch_size=8, log_every=1, eval_every=2, checkpoint_every=2,
+                    eval_batch_size=16, image_size=32, scale_range=(37, 69), resize_size=37,
+                    input_workers=0)
+
+
 def resolve_warmup(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The one place that decides a run's warm-up: a copy of `config` in which "auto" becomes
   "steps" for WARMUP_MODELS and "none" otherwise; any other value is the user's and is kept."""
@@ -134,9 +225,14 @@ SMOKE = dict(num_steps=2, batch_size=8, limit=16, val_size=8, log_every=1, eval_
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks a training config to a two-step run on a 16-image slice (CI's smoke setting)."""
-  config.update(SMOKE)
+  """Shrinks a training config to a two-step run on a 16-image slice (CI's smoke setting); a
+  streamed one to two steps at 32 px (`STREAM_SMOKE`), on the data it names."""
+  config.update(_smoke_fields(config))
   return config
+
+
+def _smoke_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return STREAM_SMOKE if config.dataset in STREAM_DATASETS else SMOKE
 
 
 def analysis_config() -> ml_collections.ConfigDict:
@@ -156,20 +252,23 @@ def analysis_config() -> ml_collections.ConfigDict:
   return c
 
 
-def experiment_config(name: str, models, *, dataset: str, smoke: bool = False,
-                      analyses=(), title: str = "") -> ml_collections.ConfigDict:
+def experiment_config(name: str, models, *, dataset: str = "", smoke: bool = False,
+                      analyses=(), title: str = "",
+                      train: ml_collections.ConfigDict | None = None
+                      ) -> ml_collections.ConfigDict:
   """An experiment: several models trained with one recipe, then the analyses to run.
 
-  `models` are names, optionally with a shortcut option ("resnet32:B"). The recipe's warm-up
-  stays "auto", decided per model when each run starts (`resolve_warmup`).
+  `models` are names, optionally with a shortcut option ("resnet32:B"). The recipe is `train`,
+  or else the data set's (`recipe`); its warm-up stays "auto", decided per model when each run
+  starts (`resolve_warmup`).
   """
   c = ml_collections.ConfigDict()
   c.name = name
   c.title = title or name
   c.models = tuple(models)
-  c.train = recipe(dataset, c.models[0])
+  c.train = recipe(dataset, c.models[0]) if train is None else train
   if smoke:
-    c.train.update(SMOKE)
+    c.train.update(_smoke_fields(c.train))
   c.analyses = tuple(analyses)
   c.analysis = analysis_config()
   if smoke:

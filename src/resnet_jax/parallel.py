@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -80,6 +81,44 @@ def compile_train_step(step_fn: Callable, mesh: Mesh, *, batch_size: int,
   repl = replicated(mesh)
   return jax.jit(_mesh_step(step_fn, mesh, batch_size, per_device_bn), in_shardings=repl,
                  out_shardings=(repl, repl), donate_argnums=0)
+
+
+def compile_train_step_on_batch(step_fn: Callable, mesh: Mesh, *,
+                                per_device_bn: bool = False) -> Callable:
+  """Jits `step_fn` (steps.train_step_on_batch with its keywords bound) over `mesh`, for batches
+  that the host feeds as global arrays sharded over the mesh (`put_batch`).
+
+  Returns:
+    step(state, batch, aug_rng) -> (state, metrics); `state` is donated.
+  """
+  repl, batch_sharding = replicated(mesh), sharded(mesh)
+  if per_device_bn:
+    step_fn = jax.shard_map(functools.partial(step_fn, axis_name=DATA_AXIS), mesh=mesh,
+                            in_specs=(P(), P(DATA_AXIS), P()), out_specs=P())
+  return jax.jit(step_fn, in_shardings=(repl, batch_sharding, repl),
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
+def put_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """One global batch sharded over `mesh` from this process's slice of it: `local` holds the
+  rows that this process's devices keep (on one process, the whole batch)."""
+  sharding = sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
+
+
+def process_slice(batch_size: int, mesh: Mesh) -> slice:
+  """The rows of a global batch of `batch_size` that this process's devices hold.
+
+  Rows are split evenly over the mesh's devices in mesh order, and a process's devices must form
+  one contiguous run of that order (as `make_mesh` over jax.devices() gives).
+  """
+  check_batch_size(batch_size, mesh.size)
+  per_device = batch_size // mesh.size
+  mine = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+  if mine != list(range(mine[0], mine[0] + len(mine))):
+    raise ValueError("this process's devices are not contiguous in the mesh")
+  return slice(mine[0] * per_device, (mine[-1] + 1) * per_device)
 
 
 def repeat_step(step_fn: Callable, num_steps: int, *, unroll: bool) -> Callable:
@@ -224,13 +263,15 @@ def compile_eval_step(eval_fn: Callable, mesh: Mesh) -> Callable:
 
 
 def evaluate(eval_step: Callable, state, images: np.ndarray, labels: np.ndarray, mesh: Mesh,
-             batch_size: int) -> dict[str, float]:
-  """Error and mean loss over a whole split, in fixed-size padded batches (one compile)."""
+             batch_size: int, progress: bool = False) -> dict[str, float]:
+  """Top-1 and top-5 error and mean loss over a whole split, in fixed-size padded batches (one
+  compile)."""
   if len(images) == 0:
-    return {"error": float("nan"), "loss": float("nan")}
+    return {"error": float("nan"), "top5_error": float("nan"), "loss": float("nan"), "count": 0}
   batch_size = -(-batch_size // mesh.size) * mesh.size
   totals = None
-  for start in range(0, len(images), batch_size):
+  for start in tqdm.trange(0, len(images), batch_size, desc="evaluate", unit="batch",
+                           disable=not progress or jax.process_index() != 0, leave=False):
     chunk = slice(start, start + batch_size)
     count = len(images[chunk])
     pad = batch_size - count
@@ -242,6 +283,12 @@ def evaluate(eval_step: Callable, state, images: np.ndarray, labels: np.ndarray,
     batch = {k: put_global(v, sharded(mesh)) for k, v in batch.items()}
     sums = eval_step(state, batch)
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  totals = jax.device_get(totals)
-  return {"error": float(totals["error_sum"] / totals["count"]),
-          "loss": float(totals["loss_sum"] / totals["count"])}
+  return error_rates(jax.device_get(totals))
+
+
+def error_rates(totals: dict[str, np.ndarray]) -> dict[str, float]:
+  """{"error", "top5_error", "loss"} of an eval step's sums over a split."""
+  count = totals["count"]
+  return {"error": float(totals["error_sum"] / count),
+          "top5_error": float(totals["top5_error_sum"] / count),
+          "loss": float(totals["loss_sum"] / count), "count": int(count)}

@@ -53,7 +53,8 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray,
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                          path: str | pathlib.Path | None = None, *,
-                         panels: Mapping[str, Sequence[str]] | None = None) -> Figure:
+                         panels: Mapping[str, Sequence[str]] | None = None,
+                         steps_per_epoch: float | None = None) -> Figure:
   """He et al. 2015 Figs. 4 and 6: error vs step, thin dashed = training, bold = test.
 
   Args:
@@ -62,6 +63,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     path: where to save (PNG and SVG), or None.
     panels: panel title -> model names. Default: "plain" (names starting with "plain") and
       "residual" side by side when both kinds are present, else one panel.
+    steps_per_epoch: plots against epochs (steps / steps_per_epoch) where given, else steps.
   Raises:
     ValueError: no histories, a record without "step", a history without any error values, or a
       panel naming an unknown model.
@@ -81,17 +83,19 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     raise ValueError(f"panels name unknown models {unknown}")
   fig = _figure(len(panels))
   axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+  scale = 1.0 if steps_per_epoch is None else 1.0 / steps_per_epoch
   for ax, (title, names) in zip(axes, panels.items(), strict=True):
     for i, name in enumerate(names):
       color = f"C{i}"
       steps, train = _series(histories[name], "train_error")
-      ax.plot(steps, train, "--", color=color, linewidth=0.8)
+      ax.plot(steps * scale, train, "--", color=color, linewidth=0.8)
       for key in ("test_error", "val_error"):
         steps, test = _series(histories[name], key)
         if steps.size:
-          ax.plot(steps, test, "-", color=color, linewidth=2.0, label=name)
+          ax.plot(steps * scale, test, "-", color=color, linewidth=2.0, label=name)
           break
-    ax.set(title=title, xlabel="step", ylabel="error (%)")
+    ax.set(title=title, xlabel="step" if steps_per_epoch is None else "epoch",
+           ylabel="error (%)")
     ax.legend(title="bold: test, dashed: train", fontsize="small")
   return _finish(fig, path)
 
@@ -325,13 +329,15 @@ def as_namespace(result: Mapping[str, Any] | None) -> types.SimpleNamespace | No
 
 
 def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
-              analyses: Mapping[str, Mapping[str, Any]], figures_dir: str) -> list[str]:
+              analyses: Mapping[str, Mapping[str, Any]], figures_dir: str, *,
+              steps_per_epoch: float | None = None) -> list[str]:
   """Every figure of one run or of several compared (an experiment); returns the PNG paths.
 
   Args:
     histories: model -> its metrics records (`metrics_io.read_metrics`); empty ones are skipped.
     analyses: model -> its analysis.json dict (`resnet_jax.analyze`), for the models analysed.
     figures_dir: where the PNG and SVG files go.
+    steps_per_epoch: the training curves against epochs where given (`plot_training_curves`).
   The k-deletion, reorder and path figures show one model: the last residual one that has them
   (the deepest, in the experiments' order), else the last one. Files of RUN_FIGURES that this call
   did not draw are removed: no figure outlives the results it was drawn from.
@@ -348,7 +354,8 @@ def plot_runs(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     return analyses[(residual or having)[-1]] if having else None
 
   if any(histories.values()):
-    plot_training_curves({m: h for m, h in histories.items() if h}, out("training_curves"))
+    plot_training_curves({m: h for m, h in histories.items() if h}, out("training_curves"),
+                         steps_per_epoch=steps_per_epoch)
   stds = {m: a["response_std"] for m, a in analyses.items() if "response_std" in a}
   if stds:
     plot_response_std(stds, out("response_std"))

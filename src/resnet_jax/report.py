@@ -41,6 +41,11 @@ def _model_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
       "best_val_error": _stats([r["best_val_error"] for r in res]),
       "wall_time_s": float(sum(r["wall_time_s"] for r in res)),
   }
+  if res[0].get("test_top5_error") is not None:
+    entry["final_test_top5_error"] = _stats([r.get("test_top5_error") for r in res])
+  for key in ("test_error_10crop", "test_top5_error_10crop"):
+    if key in res[0]:
+      entry[key] = _stats([r.get(key) for r in res])
   first = per_seed[0].get("analysis", {})
   if "lesion_single" in first:
     lesions = [one_block_lesion(r["analysis"]) for r in per_seed]
@@ -159,6 +164,37 @@ def _columns_table(summary: dict[str, Any]) -> list[str]:
       "deepest-first and shallowest-first."]
 
 
+# He et al. 2015, Tables 2 and 3: ImageNet validation top-1 / top-5 error %, 10 crops, by the
+# experiments' model entries (ResNet-18/34 with option A shortcuts, as Table 2).
+HE2015_IMAGENET_10CROP = {
+    "plain18_imagenet": (27.94, None), "plain34_imagenet": (28.54, 10.02),
+    "resnet18_imagenet:A": (27.88, None), "resnet34_imagenet:A": (25.03, 7.76),
+    "resnet34_imagenet:B": (24.52, 7.46), "resnet34_imagenet:C": (24.19, 7.40),
+    "resnet50_imagenet": (22.85, 6.71), "resnet101_imagenet": (21.75, 6.05),
+    "resnet152_imagenet": (21.43, 5.71),
+}
+
+
+def _crops_table(summary: dict[str, Any]) -> list[str]:
+  """He 2015 Tables 2-3: the multi-crop test errors beside the paper's."""
+  rows = [(m, e) for m, e in summary["models"].items() if "test_error_10crop" in e]
+  if not rows:
+    return []
+  lines = ["", "| model | top-1, 10 crops | top-5, 10 crops | top-1, centre crop | paper top-1 / "
+           "top-5, 10 crops (He 2015) |", "|---|---|---|---|---|"]
+  for model, e in rows:
+    paper = HE2015_IMAGENET_10CROP.get(model)
+    shown = "n/a" if paper is None else " / ".join("–" if v is None else f"{v:.2f}" for v in paper)
+    lines.append(f"| {model} | {_pct(e['test_error_10crop'])} | "
+                 f"{_pct(e['test_top5_error_10crop'])} | {_pct(e['final_test_error'])} | "
+                 f"{shown} |")
+  return lines + [
+      "", "10 crops (He et al. 2015 §3.4): the four corners and the centre of the image resized to "
+      "the test scale, and their mirror images; an image's prediction is the mean of its crops' "
+      "softmax scores. The paper's numbers are ImageNet's (120 epochs); a stand-in data set "
+      "(the fixture, Fashion-MNIST as JPEGs) or a short schedule can show the ordering at most."]
+
+
 def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> None:
   """report.md: the results table, the analysis table, and the figures (PNG paths)."""
   seeds = summary["seeds"]
@@ -174,7 +210,8 @@ def write_report(summary: dict[str, Any], figures: list[str], workdir: str) -> N
   for model, e in summary["models"].items():
     lines.append(f"| {model} | {e['num_params']:,} | {_pct(e['train_error'])} | "
                  f"{_pct(e['test_error_at_best_val'])} | {_pct(e['final_test_error'])} |")
-  lines += _analysis_table(summary) + _branches_table(summary) + _columns_table(summary)
+  lines += (_crops_table(summary) + _analysis_table(summary) + _branches_table(summary)
+            + _columns_table(summary))
   names = [os.path.basename(f) for f in figures]
   lines += [""] + [f"![{os.path.splitext(f)[0]}](figures/{f})" for f in names]
   with open(os.path.join(workdir, REPORT_FILE), "w") as f:
@@ -187,9 +224,13 @@ def report(config: ml_collections.ConfigDict, runs: dict[tuple[int, str], dict[s
   summary = summarize(config, runs, seeds)
   metrics_io.write_json(os.path.join(workdir, SUMMARY_FILE), summary)
   seed0 = {m: runs[(0, m)] for m in config.models}
+  # Streamed runs (ImageNet) plot against epochs, as He 2015 Fig. 4.
+  examples = seed0[config.models[0]]["results"].get("num_train_examples")
   figures = plots.plot_runs({m: r["history"] for m, r in seed0.items()},
                             {m: r["analysis"] for m, r in seed0.items() if "analysis" in r},
-                            os.path.join(workdir, "figures"))
+                            os.path.join(workdir, "figures"),
+                            steps_per_epoch=examples / config.train.batch_size
+                            if examples and config.train.dataset == "imagenet" else None)
   if config.name == "ensemble_size":
     figures.append(plots.plot_ensemble_size(
         {m: (e["log2_num_paths"], e["test_error_at_best_val"]["median"], e["num_params"])

@@ -29,11 +29,12 @@ from resnet_jax.errors import (
   NoRunError,
   WorkdirLockedError,
 )
+from resnet_jax.data import imagenet, prepared_arrays, records, stream
 from resnet_jax.models import get_model
 
 # Config fields that may change between a run and its resumption: they only steer the loop...
 LOOP_FIELDS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-               "eval_batch_size", "steps_per_call")
+               "eval_batch_size", "steps_per_call", "input_workers", "eval_crops")
 # ... or say where the data is, not what it is: data.json's fingerprint decides that.
 LOCATION_FIELDS = ("data_dir", "archive")
 # What `prepare(..., start_over=True)` deletes: everything a run wrote but its config.
@@ -43,7 +44,10 @@ DATA_FILE = "data.json"
 _MINIMUM = {"batch_size": 1, "num_steps": 1, "log_every": 1, "eval_every": 1,
             "checkpoint_every": 1, "keep_checkpoints": 1, "eval_batch_size": 1, "steps_per_call": 1,
             "val_size": -1,
-            "limit": 0, "image_size": 0, "augment_pad": 0, "warmup_steps": 0}
+            "limit": 0, "image_size": 0, "augment_pad": 0, "warmup_steps": 0,
+            "resize_size": 1, "eval_crops": 1, "input_workers": 0}
+# Multi-crop evaluations of a streamed data set (He 2015's 10-crop test).
+EVAL_CROPS = (1, 10)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -61,8 +65,10 @@ def check_config(config: ml_collections.ConfigDict,
     value = config[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
       raise ConfigError(f"--config.{field} must be an integer >= {minimum}, got {value!r}")
-  if config.dataset not in data.DATASETS:
-    raise ConfigError(f"--config.dataset={config.dataset!r} is not one of {data.DATASETS}")
+  datasets = data.DATASETS + configs.STREAM_DATASETS
+  if config.dataset not in datasets:
+    raise ConfigError(f"--config.dataset={config.dataset!r} is not one of {datasets}")
+  _check_stream_fields(config)
   if config.normalization not in data.NORMALIZATIONS:
     raise ConfigError(f"--config.normalization must be one of {data.NORMALIZATIONS}, got "
                       f"{config.normalization!r}")
@@ -79,15 +85,83 @@ def check_config(config: ml_collections.ConfigDict,
   except ValueError as err:
     raise ConfigError(f"--config.batch_size: {err}") from None
   try:
-    build_model(config, data.NUM_CLASSES[config.dataset])
+    # A streamed data set's classes are known once it is opened; any count checks the options.
+    build_model(config, data.NUM_CLASSES.get(config.dataset, 1000))
     return configs.resolve_warmup(config)
   except ValueError as err:
     raise ConfigError(str(err)) from None
 
 
+def streamed(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's data set is streamed from a prepared directory (else held in memory)."""
+  return config.dataset in configs.STREAM_DATASETS
+
+
+def _check_stream_fields(config: ml_collections.ConfigDict) -> None:
+  if config.eval_crops not in EVAL_CROPS:
+    raise ConfigError(f"--config.eval_crops must be one of {EVAL_CROPS}, got {config.eval_crops}")
+  if not streamed(config):
+    if config.eval_crops != 1:
+      raise ConfigError(f"--config.eval_crops={config.eval_crops}: several crops per test image "
+                        "exist for streamed data sets (imagenet); in-memory images have one")
+    return
+  if not config.data_dir:
+    raise ConfigError(f"--config.data_dir must name a prepared {config.dataset} directory "
+                      "(python -m resnet_jax.data.prepare_imagenet --train_dir=... "
+                      "--val_dir=... --out=DIR)")
+  if config.train_transform not in imagenet.TRAIN_TRANSFORMS:
+    raise ConfigError(f"--config.train_transform must be one of {imagenet.TRAIN_TRANSFORMS}, got "
+                      f"{config.train_transform!r}")
+  low, high = (tuple(config.scale_range) + (0, 0))[:2]
+  if len(config.scale_range) != 2 or not 1 <= low <= high:
+    raise ConfigError(f"--config.scale_range must be two integers 1 <= low <= high, got "
+                      f"{tuple(config.scale_range)}")
+  if config.normalization != "channel_mean_std":
+    raise ConfigError(f"--config.normalization: a streamed data set is normalised with "
+                      f"ImageNet's per-channel mean and std (channel_mean_std), got "
+                      f"{config.normalization!r}")
+
+
+def open_data(config: ml_collections.ConfigDict) -> data.Dataset | records.Prepared:
+  """The run's training data: a data set in memory (`load_data`), or a prepared directory to
+  stream (checked: its dataset.json and shards)."""
+  if streamed(config):
+    return records.open_prepared(config.data_dir)
+  return load_data(config)
+
+
+def num_classes(source: data.Dataset | records.Prepared) -> int:
+  return source.num_classes
+
+
+def num_train_examples(config: ml_collections.ConfigDict,
+                       source: data.Dataset | records.Prepared) -> int:
+  """Images the run trains on: the training split less its held-out validation images."""
+  if isinstance(source, records.Prepared):
+    return source.size("train") - max(config.val_size, 0)
+  return len(source.train_labels)
+
+
+def image_shape(config: ml_collections.ConfigDict,
+                source: data.Dataset | records.Prepared) -> tuple[int, int, int]:
+  """(H, W, C) of the model's input."""
+  if isinstance(source, records.Prepared):
+    size = config.image_size or stream.DEFAULT_IMAGE_SIZE
+    return (size, size, 3)
+  return source.image_shape
+
+
 def load_data(config: ml_collections.ConfigDict,
               splits: Sequence[str] = ("train", "val", "test")) -> data.Dataset:
-  """The run's data set; splits not named come back empty (statistics are the training split's)."""
+  """The run's data set in memory; splits not named come back empty (statistics are the training
+  split's). A streamed data set gives the first `config.limit` images of each split named, in a
+  fixed random order, centre-cropped as for evaluation (what the analyses read)."""
+  if streamed(config):
+    return prepared_arrays.load(
+        records.open_prepared(config.data_dir), splits=tuple(splits), limit=config.limit,
+        val_size=max(config.val_size, 0),
+        image_size=config.image_size or stream.DEFAULT_IMAGE_SIZE,
+        resize_size=config.resize_size)
   return data.load_dataset(
       config.dataset, data_dir=config.data_dir, archive=config.archive,
       val_size=None if config.val_size < 0 else config.val_size,
@@ -138,8 +212,15 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
         "--workdir, or --start_over to delete that run")
 
 
-def data_summary(dataset: data.Dataset) -> dict[str, Any]:
-  """What data a run trains on: name, split sizes and a fingerprint of the arrays themselves."""
+def data_summary(dataset: data.Dataset | records.Prepared,
+                 config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+  """What data a run trains on: name, split sizes and a fingerprint of the data themselves (the
+  arrays in memory, or a prepared directory's records, as its dataset.json states them)."""
+  if isinstance(dataset, records.Prepared):
+    held_out = max(config.val_size, 0)
+    return {"dataset": config.dataset, "classes": dataset.num_classes,
+            "train": dataset.size("train") - held_out, "val": held_out,
+            "test": dataset.size("val"), "fingerprint": dataset.fingerprint}
   digest = hashlib.blake2b(digest_size=16)
   for split in ("train", "val", "test"):
     for kind in ("images", "labels"):
@@ -151,8 +232,8 @@ def data_summary(dataset: data.Dataset) -> dict[str, Any]:
           "fingerprint": digest.hexdigest()}
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, dataset: data.Dataset,
-            start_over: bool) -> None:
+def prepare(config: ml_collections.ConfigDict, workdir: str,
+            dataset: data.Dataset | records.Prepared, start_over: bool) -> None:
   """Makes `workdir` ready for the run: deletes another run's outputs when starting over,
   refuses data other than the run's (a move of the same files is fine), and writes config.json
   and data.json where they differ from what is there. Call it holding the lock."""
@@ -167,13 +248,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, dataset: data.Datas
   if jax.process_count() > 1:
     # No process may look for a checkpoint before process 0 has deleted the old run's.
     multihost_utils.sync_global_devices("resnet_jax.runs.prepare")
-  summary, path = data_summary(dataset), os.path.join(workdir, DATA_FILE)
+  summary, path = data_summary(dataset, config), os.path.join(workdir, DATA_FILE)
   saved = read_json(path, "the run's data") if os.path.exists(path) else None
   if saved is not None and saved != summary:
+    differ = ", ".join(f"{k} {saved.get(k)!r} -> {summary.get(k)!r}"
+                       for k in sorted(set(saved) | set(summary)) if saved.get(k) != summary.get(k))
     raise ConfigMismatchError(
-        f"the data loaded for {workdir} ({summary}) differ from the data its run trained on "
-        f"({saved}); point --config.data_dir/--config.archive at the run's data, or use another "
-        "--workdir")
+        f"the data loaded for {workdir} differ from the data its run trained on ({differ}); "
+        "point --config.data_dir/--config.archive at the run's data, or use another --workdir")
   if jax.process_index() == 0:
     _write_if_changed(os.path.join(workdir, metrics_io.CONFIG_FILE), _as_json(config))
     _write_if_changed(path, summary)

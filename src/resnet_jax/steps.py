@@ -129,6 +129,44 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
   batch = shard_batch(training_batch(data, data_rng, aug_rng, state.step, batch_size=batch_size,
                                      augment_pad=augment_pad, augment_flip=augment_flip,
                                      order=order, axis_name=axis_name))
+  return update(state, batch, aug_rng, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
+                warmup_factor=warmup_factor, warmup_error=warmup_error,
+                compute_dtype=compute_dtype, axis_name=axis_name)
+
+
+def train_step_on_batch(state: TrainState, batch: Batch, aug_rng: jax.Array, *,
+                        model: nn.Module, tx: optax.GradientTransformation,
+                        learning_rate_fn: Callable[[jax.Array], Any],
+                        normalize: Callable[[jax.Array, jax.Array], jax.Array],
+                        warmup_factor: float = 1.0, warmup_error: float = 0.8,
+                        compute_dtype: str = "float32", axis_name: str | None = None,
+                        ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on a batch the host has decoded and augmented (the streamed input path).
+
+  Args:
+    state: the train state.
+    batch: {"image": [B, H, W, C] uint8, "offset": [B, C] float32 colour offsets (PCA lighting,
+      or zeros), "label": [B] int32}: global arrays sharded over the mesh, or each device's
+      slice inside shard_map.
+    aug_rng: the run's augmentation key; only the model's own randomness (`model_rngs`) is drawn
+      from it here, the crops and flips were drawn by the host.
+    normalize: normalize(image, offset) -> float32 images, bound before compiling.
+    The rest as in `train_step`.
+  Returns:
+    (new state, metrics) as `train_step`.
+  """
+  batch = {"image": normalize(batch["image"], batch["offset"]), "label": batch["label"]}
+  return update(state, batch, aug_rng, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
+                warmup_factor=warmup_factor, warmup_error=warmup_error,
+                compute_dtype=compute_dtype, axis_name=axis_name)
+
+
+def update(state: TrainState, batch: Batch, aug_rng: jax.Array, *, model: nn.Module,
+           tx: optax.GradientTransformation, learning_rate_fn: Callable[[jax.Array], Any],
+           warmup_factor: float, warmup_error: float, compute_dtype: str,
+           axis_name: str | None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The SGD update of `state` on `batch` ({"image": [B, H, W, C] float32, "label": [B]}), what
+  every train step ends in, whichever way its batch came."""
 
   def loss_fn(params):
     logits, new_vars = _apply(model, {"params": params, "batch_stats": state.batch_stats},
@@ -153,12 +191,34 @@ def train_step(state: TrainState, data: Batch, data_rng: jax.Array, aug_rng: jax
 
 
 def eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
-              compute_dtype: str = "float32") -> dict[str, jax.Array]:
+              compute_dtype: str = "float32",
+              normalize: Callable[[jax.Array], jax.Array] | None = None) -> dict[str, jax.Array]:
   """Sums over the real (mask = 1) examples of a batch, BN with its running statistics, the model
-  run in `compute_dtype` as in training."""
+  run in `compute_dtype` as in training.
+
+  batch: {"image": [B, H, W, C], or [B, K, H, W, C] for K crops of each image (He 2015's 10-crop
+  test), "label": [B], "mask": [B]}. With crops, an image's prediction is the mean of its crops'
+  softmax scores. `normalize` maps stored images (uint8) to the model's input; None: the images
+  are its input already.
+  Returns:
+    {"loss_sum", "error_sum" (top-1), "top5_error_sum", "count"}.
+  """
+  images = batch["image"] if normalize is None else normalize(batch["image"])
+  crops = images.shape[1] if images.ndim == 5 else 0
+  if crops:
+    images = images.reshape((-1,) + images.shape[2:])
   logits = _apply(model, {"params": state.params, "batch_stats": state.batch_stats},
-                  batch["image"], compute_dtype, train=False)
-  mask = batch["mask"]
-  wrong = (jnp.argmax(logits, -1) != batch["label"]).astype(jnp.float32)
-  return {"loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask),
-          "error_sum": jnp.sum(wrong * mask), "count": jnp.sum(mask)}
+                  images, compute_dtype, train=False)
+  if crops:
+    probs = jax.nn.softmax(logits).reshape((-1, crops, logits.shape[-1])).mean(axis=1)
+    log_probs = jnp.log(probs)
+  else:
+    log_probs = jax.nn.log_softmax(logits)
+  labels, mask = batch["label"], batch["mask"]
+  loss = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  wrong = (jnp.argmax(log_probs, -1) != labels).astype(jnp.float32)
+  # Top-5: wrong when five or more classes score higher than the label (ties count for it).
+  label_score = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)
+  wrong5 = (jnp.sum(log_probs > label_score, axis=-1) >= 5).astype(jnp.float32)
+  return {"loss_sum": jnp.sum(loss * mask), "error_sum": jnp.sum(wrong * mask),
+          "top5_error_sum": jnp.sum(wrong5 * mask), "count": jnp.sum(mask)}

@@ -1,4 +1,6 @@
-"""Host-side data loading: every data set as normalised numpy arrays (see `dataset.py`)."""
+"""Host-side data: the data sets held in memory as normalised numpy arrays (`dataset.py`), and the
+streamed ones: prepared directories of JPEG records (`records.py`, `prepare_imagenet.py`), their
+transforms (`imagenet.py`) and the worker-process stream over them (`stream.py`)."""
 from resnet_jax.data.cifar import read_cifar_archive
 from resnet_jax.data.dataset import (
     DATASETS,

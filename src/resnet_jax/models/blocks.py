@@ -48,9 +48,16 @@ def _two_convs(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
   y = layers.batch_norm(train, "bn1")(y)
   block.sow("intermediates", "response1", y)
   y = layers.conv3x3(block.features, grad_chunks=block.conv_grad_chunks, name="conv2")(nn.relu(y))
-  y = layers.batch_norm(train, "bn2")(y)
+  y = layers.batch_norm(train, "bn2", _last_bn_scale(block))(y)
   block.sow("intermediates", "response2", y)
   return y
+
+
+def _last_bn_scale(block: nn.Module):
+  """The scale init of a residual branch's last BN: zeros with `zero_init_last_bn` (Goyal et al.
+  2017, the Flax ImageNet example: each block starts as the identity), else ones."""
+  zero = getattr(block, "zero_init_last_bn", False)
+  return nn.initializers.zeros_init() if zero else nn.initializers.ones
 
 
 class BasicBlock(nn.Module):
@@ -60,6 +67,7 @@ class BasicBlock(nn.Module):
   strides: int = 1
   shortcut: str = "A"
   conv_grad_chunks: int = 1  # layers.sliced_grad_conv
+  zero_init_last_bn: bool = False  # the branch's last BN scale starts at 0 (`_last_bn_scale`)
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
@@ -98,6 +106,7 @@ class Bottleneck(nn.Module):
   stride_in_3x3: bool = False
   expansion: int = 4
   conv_grad_chunks: int = 1  # layers.sliced_grad_conv
+  zero_init_last_bn: bool = False  # the branch's last BN scale starts at 0 (`_last_bn_scale`)
 
   def _branch(self, x: jax.Array, train: bool) -> jax.Array:
     s1, s3 = (1, self.strides) if self.stride_in_3x3 else (self.strides, 1)
@@ -109,7 +118,7 @@ class Bottleneck(nn.Module):
     self.sow("intermediates", "response1", y)
     y = nn.relu(y)
     y = layers.conv1x1(self.features * self.expansion, name="conv3")(y)
-    return layers.batch_norm(train, "bn3")(y)
+    return layers.batch_norm(train, "bn3", _last_bn_scale(self))(y)
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:

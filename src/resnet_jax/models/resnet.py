@@ -106,18 +106,21 @@ def _imagenet_stages(depth: int, allowed: Sequence[int]):
 
 
 def resnet_imagenet(depth: int, *, num_classes: int = 1000, shortcut: str = "B",
-                    stride_in_3x3: bool = False, widths: Sequence[int] = IMAGENET_WIDTHS,
+                    stride_in_3x3: bool = False, zero_init_last_bn: bool = False,
+                    widths: Sequence[int] = IMAGENET_WIDTHS,
                     scan_unroll: int | None = None) -> ResNet:
   """He et al. 2015 Table 1, option B. Bottleneck nets (50+) stride the first 1x1 conv as the
-  paper (v1); `stride_in_3x3=True` gives the v1.5 placement of most libraries."""
+  paper (v1); `stride_in_3x3=True` gives the v1.5 placement of most libraries.
+  `zero_init_last_bn=True` starts the last BN scale of every block at 0 (the modern recipe)."""
   block_cls, sizes = _imagenet_stages(depth, tuple(IMAGENET_STAGES))
   layers.check_shortcut(shortcut)
   if block_cls is blocks.Bottleneck:
-    block = bind(block_cls, shortcut=shortcut, stride_in_3x3=stride_in_3x3)
+    block = bind(block_cls, shortcut=shortcut, stride_in_3x3=stride_in_3x3,
+                 zero_init_last_bn=zero_init_last_bn)
   elif stride_in_3x3:
     raise ValueError(f"stride_in_3x3 applies to the bottleneck nets (50, 101, 152), not {depth}")
   else:
-    block = bind(block_cls, shortcut=shortcut)
+    block = bind(block_cls, shortcut=shortcut, zero_init_last_bn=zero_init_last_bn)
   return ResNet(stage_sizes=sizes, block=block, widths=check_widths(widths, 4),
                 stem=network.imagenet_stem, num_classes=num_classes, scan_unroll=scan_unroll)
 

@@ -18,7 +18,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import analysis, checkpoint, data, metrics_io, optim, parallel, runs, steps
+from resnet_jax import analysis, checkpoint, data, feeds, metrics_io, optim, parallel, runs
+from resnet_jax.data import records
 from resnet_jax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from resnet_jax.train_state import TrainState, create_train_state, num_params
 
@@ -27,72 +28,42 @@ __all__ = ["ConfigMismatchError", "NonFiniteError", "run_results", "train_and_ev
 
 @dataclasses.dataclass
 class _Run:
-  """What the loop works with: the compiled steps, the device-resident data and the writers.
-
-  train_steps runs config.steps_per_call steps per call (None when that is 1); data_order(data_rng,
-  step) draws the epochs' permutations that such a call, or a single step, gathers from.
-  """
+  """What the loop works with: the feed of batches (and evaluations), the mesh and the writers."""
   config: ml_collections.ConfigDict
-  dataset: data.Dataset
+  feed: feeds.Feed
+  num_classes: int
   mesh: Any
-  train_step: Callable
-  train_steps: Callable | None
-  data_order: Callable
-  eval_step: Callable
-  train_data: dict[str, jax.Array]
-  keys: tuple[jax.Array, jax.Array]
   mngr: Any
   writer: metrics_io.MetricWriter
   history: list[dict[str, Any]]
 
 
-def _setup(config, workdir: str, dataset: data.Dataset, devices) -> tuple[_Run, TrainState]:
-  """Builds and compiles the steps, puts the data on the devices, restores the checkpoint."""
-  model = runs.build_model(config, dataset.num_classes)
+def _setup(config, workdir: str, source: data.Dataset | records.Prepared,
+           devices) -> tuple[_Run, TrainState]:
+  """Builds the feed (and so compiles the steps, puts in-memory data on the devices), restores
+  the checkpoint."""
+  num_classes = runs.num_classes(source)
+  model = runs.build_model(config, num_classes)
   tx = optim.make_optimizer(config)
   mesh = parallel.make_mesh(devices)
   repl = parallel.replicated(mesh)
   init_rng, data_rng, aug_rng = jax.random.split(jax.random.key(config.seed), 3)
-  init = functools.partial(create_train_state, model, tx, image_shape=dataset.image_shape)
+  init = functools.partial(create_train_state, model, tx,
+                           image_shape=runs.image_shape(config, source))
   state = jax.jit(init, out_shardings=repl)(init_rng)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, state)
   state = state if restored is None else restored
-  step_fn = _step_fn(config, model, tx)
-  train_data = {"image": parallel.put_global(dataset.train_images, repl),
-                "label": parallel.put_global(dataset.train_labels, repl)}
   writer = metrics_io.MetricWriter(workdir)
   start_step = int(jax.device_get(state.step))
   writer.truncate_after(start_step)
-  per_call = config.steps_per_call
-  run = _Run(config=config, dataset=dataset, mesh=mesh,
-             train_step=parallel.compile_train_step(step_fn, mesh, batch_size=config.batch_size,
-                                                    per_device_bn=config.per_device_bn),
-             train_steps=None if per_call == 1 else parallel.compile_train_steps(
-                 step_fn, mesh, batch_size=config.batch_size, num_steps=per_call,
-                 per_device_bn=config.per_device_bn),
-             data_order=parallel.compile_data_order(
-                 mesh, num_examples=len(dataset.train_labels), batch_size=config.batch_size,
-                 num_batches=per_call),
-             eval_step=parallel.compile_eval_step(
-                 functools.partial(steps.eval_step, model=model, compute_dtype=config.dtype),
-                 mesh),
-             train_data=train_data, keys=parallel.replicate((data_rng, aug_rng), mesh),
-             mngr=mngr,
+  feed = feeds.make_feed(config, source, model, tx, mesh,
+                         parallel.replicate((data_rng, aug_rng), mesh))
+  run = _Run(config=config, feed=feed, num_classes=num_classes, mesh=mesh, mngr=mngr,
              writer=writer,
              # Other processes may read the file before process 0 has cut it back to start_step.
              history=[r for r in metrics_io.read_metrics(workdir) if r["step"] <= start_step])
   return run, state
-
-
-def _step_fn(config: ml_collections.ConfigDict, model, tx) -> Callable:
-  """steps.train_step with the run's model, optimizer, schedule and augmentation bound."""
-  warmup = optim.error_warmup(config)
-  return functools.partial(
-      steps.train_step, model=model, tx=tx, learning_rate_fn=optim.learning_rate_schedule(config),
-      batch_size=config.batch_size, augment_pad=config.augment_pad,
-      augment_flip=config.augment_flip, warmup_factor=warmup.factor,
-      warmup_error=warmup.until_error, compute_dtype=config.dtype)
 
 
 def _log(run: _Run, step: int, record: dict[str, float]) -> None:
@@ -103,10 +74,9 @@ def _log(run: _Run, step: int, record: dict[str, float]) -> None:
 def _evaluate(run: _Run, state: TrainState, step: int) -> None:
   errors = {}
   for split in ("val", "test"):
-    result = parallel.evaluate(run.eval_step, state, getattr(run.dataset, f"{split}_images"),
-                               getattr(run.dataset, f"{split}_labels"), run.mesh,
-                               run.config.eval_batch_size)
-    errors.update({f"{split}_error": result["error"], f"{split}_loss": result["loss"]})
+    result = run.feed.evaluate(state, split)
+    errors.update({f"{split}_error": result["error"], f"{split}_top5_error": result["top5_error"],
+                   f"{split}_loss": result["loss"]})
   _log(run, step, errors)
   if jax.process_index() == 0:
     tqdm.tqdm.write(f"step {step}: val error {errors['val_error']:.4f}, "
@@ -154,15 +124,9 @@ def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
   c = run.config
   step = int(jax.device_get(state.step))
   pending, window_start, window_step = [], time.time(), step
-  num_examples = len(run.dataset.train_labels)
-  order_epoch, order = None, None
   while step < c.num_steps:
-    epoch = step * c.batch_size // num_examples
-    if epoch != order_epoch:  # an order serves every call that starts in its first epoch
-      order_epoch, order = epoch, run.data_order(run.keys[0], state.step)
     length = _call_length(step, c)
-    call = run.train_step if length == 1 else run.train_steps
-    state, metrics = call(state, run.train_data, *run.keys, order)
+    state, metrics = run.feed.train(state, step, length)
     pending.append(metrics)
     step += length
     at = functools.partial(_at, step, c.num_steps)
@@ -184,14 +148,13 @@ def _train_loop(run: _Run, state: TrainState, bar: tqdm.tqdm) -> TrainState:
       checkpoint.save(run.mngr, state)
   if not any(r["step"] == step and "test_error" in r for r in run.history):
     _evaluate(run, state, step)
+  crops = c.eval_crops
+  if crops > 1 and not any(r["step"] == step and f"test_error_{crops}crop" in r
+                           for r in run.history):
+    result = run.feed.evaluate(state, "test", crops)
+    _log(run, step, {f"test_error_{crops}crop": result["error"],
+                     f"test_top5_error_{crops}crop": result["top5_error"]})
   return state
-
-
-def _training_error(run: _Run, state: TrainState) -> float:
-  """The final model's error on the whole training split (no augmentation, BN in eval mode):
-  the training error of He et al. 2015 Fig. 6, not the mean over augmented training batches."""
-  return parallel.evaluate(run.eval_step, state, run.dataset.train_images,
-                           run.dataset.train_labels, run.mesh, run.config.eval_batch_size)["error"]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -219,16 +182,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if saved is not None and saved["steps"] >= config.num_steps:
       return saved
   with runs.lock(workdir):
-    dataset = runs.load_data(config)
-    if config.batch_size > len(dataset.train_labels):
-      raise ConfigError(f"--config.batch_size={config.batch_size} is larger than the "
-                        f"{len(dataset.train_labels)} training images")
-    runs.prepare(config, workdir, dataset, start_over)
-    run, state = _setup(config, workdir, dataset, devices)
+    run, state = _open(config, workdir, start_over, devices)
     results = _train(run, state, progress, start_time)
     if jax.process_index() == 0:
       metrics_io.write_json(os.path.join(workdir, metrics_io.RESULTS_FILE), results)
   return results
+
+
+def _open(config: ml_collections.ConfigDict, workdir: str, start_over: bool,
+          devices) -> tuple[_Run, TrainState]:
+  """The run's data opened, its workdir prepared and its state restored: what happens before
+  the loop, holding the workdir's lock."""
+  source = runs.open_data(config)
+  num_train = runs.num_train_examples(config, source)
+  if config.batch_size > num_train:
+    raise ConfigError(f"--config.batch_size={config.batch_size} is larger than the "
+                      f"{num_train} training images")
+  runs.prepare(config, workdir, source, start_over)
+  return _setup(config, workdir, source, devices)
 
 
 def _train(run: _Run, state: TrainState, progress: bool, start_time: float) -> dict[str, Any]:
@@ -238,20 +209,22 @@ def _train(run: _Run, state: TrainState, progress: bool, start_time: float) -> d
                   dynamic_ncols=True)
   try:
     state = _train_loop(run, state, bar)
+    return _results(run, state, start_step, time.time() - start_time)
   finally:
     bar.close()
+    run.feed.close()
     run.mngr.wait_until_finished()
     run.writer.close()
-  return _results(run, state, start_step, time.time() - start_time)
 
 
 def _results(run: _Run, state: TrainState, start_step: int, wall_time: float) -> dict[str, Any]:
   """`run_results` and what needs the run's data and model: the whole-split training error and
   the size of the model's implicit ensemble (for the comparisons of `make ensemble-size`)."""
   results = run_results(run.history, state, run.config, wall_time, start_step)
-  results["train_error"] = _training_error(run, state)
+  results["train_error"] = run.feed.train_error(state)
+  results["num_train_examples"] = run.feed.num_train_examples
   results["log2_num_paths"] = analysis.log2_num_paths(
-      runs.build_model(run.config, run.dataset.num_classes))
+      runs.build_model(run.config, run.num_classes))
   return results
 
 
@@ -261,14 +234,23 @@ def run_results(history: list[dict[str, Any]], state: TrainState,
   """A run's results; the "best" test error is taken at the step of lowest validation error.
 
   "train_batch_error" is the mean error over the last logged training batches (augmented, BN in
-  training mode); the loop adds "train_error", the error on the whole training split.
+  training mode); the loop adds "train_error", the error on the whole training split (None for a
+  streamed data set, whose training split is not evaluated whole). Top-5 errors are those of the
+  last evaluation; with `eval_crops` K > 1 the last step is also evaluated with K crops per test
+  image ("test_error_{K}crop", "test_top5_error_{K}crop").
   """
   evals = [r for r in history if "test_error" in r]
   with_val = [r for r in evals if np.isfinite(r.get("val_error", np.nan))]
   best = min(with_val, key=lambda r: r["val_error"]) if with_val else None
+  crops = [r for r in history if f"test_error_{config.eval_crops}crop" in r]
+  multi_crop = ({k: crops[-1][k] for k in (f"test_error_{config.eval_crops}crop",
+                                           f"test_top5_error_{config.eval_crops}crop")}
+                if config.eval_crops > 1 and crops else {})
   return {
       "model": config.model, "dataset": config.dataset, "steps": int(jax.device_get(state.step)),
       "test_error": evals[-1]["test_error"] if evals else None,
+      "test_top5_error": evals[-1].get("test_top5_error") if evals else None,
+      **multi_crop,
       "val_error": evals[-1].get("val_error") if evals else None,
       "best_val_step": best["step"] if best else None,
       "best_val_error": best["val_error"] if best else None,

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import checkpoint, metrics_io, optim, parallel, runs, train
+from resnet_jax import checkpoint, feeds, metrics_io, optim, parallel, runs, train
 from resnet_jax.errors import ConfigError, NonFiniteError
 from resnet_jax.train_state import TrainState
 
@@ -128,12 +128,10 @@ def _start(config: ml_collections.ConfigDict, workdir: str, start_over: bool,
            devices) -> tuple[train._Run, TrainState]:
   """A seed's data loaded, its workdir prepared and its state restored, as
   `train_and_evaluate` does before its loop."""
-  dataset = runs.load_data(config)
-  if config.batch_size > len(dataset.train_labels):
-    raise ConfigError(f"--config.batch_size={config.batch_size} is larger than the "
-                      f"{len(dataset.train_labels)} training images")
-  runs.prepare(config, workdir, dataset, start_over)
-  return train._setup(config, workdir, dataset, devices)
+  if runs.streamed(config):
+    raise ConfigError(f"--joint_seeds trains data sets held in memory; {config.dataset} is "
+                      "streamed: train its seeds one by one (--joint_seeds=false)")
+  return train._open(config, workdir, start_over, devices)
 
 
 def _step_of(state: TrainState) -> int:
@@ -190,20 +188,20 @@ def _join(members: list[tuple[Any, TrainState]],
   one compiled eval step (the same function: one compile instead of one per seed)."""
   seed_runs = [run for run, _ in members]
   first = seed_runs[0]
-  shared = all(_same_train_data(first.dataset, run.dataset) for run in seed_runs[1:])
-  train_data = (first.train_data if shared else
-                parallel.stack_seeds([run.train_data for run in seed_runs], first.mesh))
+  shared = all(_same_train_data(first.feed.dataset, run.feed.dataset) for run in seed_runs[1:])
+  train_data = (first.feed.train_data if shared else
+                parallel.stack_seeds([run.feed.train_data for run in seed_runs], first.mesh))
   for run in seed_runs:  # the joint copy serves them all
-    run.train_data, run.eval_step = None, first.eval_step
-  model = runs.build_model(first.config, first.dataset.num_classes)
-  step_fn = train._step_fn(first.config, model, optim.make_optimizer(first.config))
+    run.feed.train_data, run.feed.eval_step = None, first.feed.eval_step
+  model = runs.build_model(first.config, first.num_classes)
+  step_fn = feeds.device_step_fn(first.config, model, optim.make_optimizer(first.config))
   joint = _Joint(
       runs=seed_runs, index=list(range(len(seed_runs))), mesh=first.mesh,
       train_step=parallel.compile_seeds_train_step(
           step_fn, first.mesh, batch_size=first.config.batch_size,
           per_device_bn=first.config.per_device_bn, shared_data=shared, formulation=formulation),
       train_data=train_data, shared_data=shared,
-      keys=parallel.stack_seeds([run.keys for run in seed_runs], first.mesh))
+      keys=parallel.stack_seeds([run.feed.keys for run in seed_runs], first.mesh))
   return joint, parallel.stack_seeds([state for _, state in members], first.mesh)
 
 

@@ -1,0 +1,129 @@
+"""Training on a streamed data set: the loop over a prepared directory of real JPEGs (the
+fixture), top-1/top-5 and 10-crop evaluation, exact and elastic resume, refused resumes."""
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from resnet_jax import checkpoint, configs, errors, metrics_io, train
+from resnet_jax.data import fixtures, prepare_imagenet
+
+
+def make_prepared(root, seed=0) -> str:
+  raw = os.path.join(root, "raw")
+  fixtures.write_imagenet_fixture(raw, num_classes=3, train_per_class=6, val_per_class=2,
+                                  seed=seed)
+  out = os.path.join(root, "prepared")
+  prepare_imagenet.prepare(os.path.join(raw, "train"), os.path.join(raw, "val"), out,
+                           train_shards=2, val_shards=1, workers=1, progress=False)
+  return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  return make_prepared(str(tmp_path_factory.mktemp("fixture")))
+
+
+def tiny_config(data_dir, **overrides):
+  """ResNet-18's layout at widths 4-8 on 16 px crops: seconds per run on a CPU."""
+  config = configs.smoke(configs.stream_data(configs.imagenet_recipe("resnet18"), "imagenet"))
+  config.update(data_dir=data_dir, model_options="widths=(4, 8, 8, 8)", image_size=16,
+                scale_range=(18, 30), resize_size=18, batch_size=8, num_steps=6, log_every=1,
+                eval_every=3, checkpoint_every=2, eval_batch_size=8, input_workers=0,
+                eval_crops=1)
+  config.update(overrides)
+  return config
+
+
+def _params(workdir):
+  return checkpoint.restore_saved(checkpoint.manager(str(workdir)))["params"]
+
+
+def test_trains_and_evaluates_a_prepared_directory(prepared, tmp_path):
+  results = train.train_and_evaluate(tiny_config(prepared, eval_crops=10), str(tmp_path),
+                                     progress=False)
+  assert results["steps"] == 6 and results["num_train_examples"] == 18
+  assert 0 <= results["test_error"] <= 1 and results["test_top5_error"] == 0.0  # 3 classes
+  assert 0 <= results["test_error_10crop"] <= 1 and results["train_error"] is None
+  history = metrics_io.read_metrics(str(tmp_path))
+  assert [r["step"] for r in history if "test_error" in r] == [3, 6]
+  assert all(np.isfinite(r["loss"]) for r in history if "loss" in r)
+  data = metrics_io.read_json(str(tmp_path / "data.json"))
+  assert data["train"] == 18 and data["test"] == 6 and data["classes"] == 3
+
+
+class _Crash(Exception):
+  pass
+
+
+def _crash_after_saving(monkeypatch, at_step):
+  save = checkpoint.save
+
+  def crashing(mngr, state):
+    save(mngr, state)
+    if int(jax.device_get(state.step)) == at_step:
+      mngr.wait_until_finished()
+      raise _Crash(f"killed after saving step {at_step}")
+  monkeypatch.setattr(checkpoint, "save", crashing)
+
+
+def test_resume_with_another_worker_count_ends_with_the_uninterrupted_parameters(
+    prepared, tmp_path, monkeypatch):
+  train.train_and_evaluate(tiny_config(prepared, input_workers=2), str(tmp_path / "full"),
+                           progress=False)
+  with monkeypatch.context() as patch:
+    _crash_after_saving(patch, 4)
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(tiny_config(prepared, input_workers=2),
+                               str(tmp_path / "resumed"), progress=False)
+  results = train.train_and_evaluate(tiny_config(prepared, input_workers=0),
+                                     str(tmp_path / "resumed"), progress=False)
+  assert results["resumed_from_step"] == 4
+  chex.assert_trees_all_equal(_params(tmp_path / "full"), _params(tmp_path / "resumed"))
+
+
+def test_one_device_and_two_train_on_the_same_global_batches(prepared, tmp_path):
+  devices = jax.devices()
+  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "one"),
+                           devices=devices[:1], progress=False)
+  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "two"),
+                           devices=devices[:2], progress=False)
+  one, two = _params(tmp_path / "one"), _params(tmp_path / "two")
+  # The same batches; only the order of the all-reduce's float sums differs.
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(np.abs(a).max())))
+
+
+def test_per_device_batch_norm_trains_a_stream(prepared, tmp_path):
+  results = train.train_and_evaluate(tiny_config(prepared, num_steps=2, per_device_bn=True),
+                                     str(tmp_path), devices=jax.devices()[:2], progress=False)
+  assert results["steps"] == 2
+
+
+def test_resume_on_another_prepared_data_set_is_refused(prepared, tmp_path):
+  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "run"),
+                           progress=False)
+  other = make_prepared(str(tmp_path / "other"), seed=1)
+  with pytest.raises(errors.ConfigMismatchError, match="fingerprint"):
+    train.train_and_evaluate(tiny_config(other, num_steps=2), str(tmp_path / "run"),
+                             progress=False)
+
+
+def test_a_missing_prepared_directory_is_one_plain_error(tmp_path):
+  with pytest.raises(errors.UserError, match="prepare_imagenet") as caught:
+    train.train_and_evaluate(tiny_config(str(tmp_path / "nowhere")), str(tmp_path / "run"),
+                             progress=False)
+  assert "\n" not in str(caught.value)
+  assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+def test_stream_fields_are_checked_before_anything_is_written(prepared, tmp_path):
+  for field, value, match in (("train_transform", "mixup", "train_transform"),
+                              ("eval_crops", 5, "eval_crops"), ("data_dir", "", "data_dir"),
+                              ("normalization", "pixel_mean", "normalization")):
+    with pytest.raises(errors.ConfigError, match=match):
+      train.train_and_evaluate(tiny_config(prepared, **{field: value}), str(tmp_path),
+                               progress=False)
+  assert not os.listdir(tmp_path)
