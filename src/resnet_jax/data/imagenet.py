@@ -220,9 +220,9 @@ def eval_crops(jpeg: bytes, *, crops: int = 1, image_size: int = 224,
   if resize_size < image_size:
     raise ValueError(f"resize_size {resize_size} is smaller than image_size {image_size}")
   with _open(jpeg) as image:
-    image = image.convert("RGB")
-    resized = np.asarray(image.resize(resized_size(*image.size, resize_size),
-                                      Image.Resampling.BILINEAR))
+    rgb = _rgb_image(image)
+  resized = np.asarray(rgb.resize(resized_size(*rgb.size, resize_size),
+                                  Image.Resampling.BILINEAR))
   if crops == 1:
     return _center(resized, image_size)[None]
   mirrored = resized[:, ::-1]
@@ -280,11 +280,15 @@ def _open(data: bytes) -> Image.Image:
     raise CorruptDataError(f"not an image Pillow can read ({len(data)} bytes: {err})") from None
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
+def _rgb_image(image: Image.Image) -> Image.Image:
   try:
-    return np.asarray(image.convert("RGB"))
+    return image.convert("RGB")
   except (OSError, ValueError) as err:  # truncated or corrupt compressed data
     raise CorruptDataError(f"undecodable {image.format} image: {err}") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+  return np.asarray(_rgb_image(image))
 
 
 def _simplejpeg_reads(jpeg: bytes) -> bool:
