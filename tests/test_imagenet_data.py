@@ -254,7 +254,7 @@ def test_missing_or_damaged_prepared_directory_is_one_line(prepared, tmp_path):
     records.open_prepared(prepared[1]).size("test")
 
 
-def test_prepare_command_errors_are_one_line(tmp_path):
+def test_commands_print_errors_as_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "resnet_jax.data.prepare_imagenet", f"--train_dir={tmp_path}/no",
        f"--val_dir={tmp_path}/no", f"--out={tmp_path}/out"],
@@ -262,6 +262,16 @@ def test_prepare_command_errors_are_one_line(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
       f"error: --train_dir={tmp_path}/no: no such directory"]
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine" / "notes.txt").write_text("keep")
+  result = subprocess.run(
+      [sys.executable, "-m", "resnet_jax.data.fixtures", "--kind=imagenet",
+       f"--out={tmp_path}/mine"],
+      env=dict(os.environ, PYTHONPATH=SRC), capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"error: {tmp_path}/mine exists and holds no fixture.json: not writing the imagenet "
+      "fixture over it (give an empty or new directory)"]
 
 
 def test_flat_val_folder_is_refused(tree, tmp_path):

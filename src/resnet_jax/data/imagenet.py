@@ -8,8 +8,8 @@ own, so they pickle into worker processes and a crop is a function of (bytes, rn
   colour offset. "he2015" is He et al. 2015 §3.4: the shorter side drawn uniformly from [256, 480],
   a random 224 crop, a flip, AlexNet's PCA lighting (fb.resnet.torch's constants). "inception" is
   torchvision's RandomResizedCrop (area 0.08-1, aspect 3/4-4/3) and a flip. Only the crop is
-  resampled, and the JPEG is decoded at the smallest DCT scale (1/8 ... 8/8) that still gives the
-  crop at least the resolution of the output, never less.
+  resampled, and the JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that still
+  gives the crop at least the resolution of the output, never less.
 * `eval_crops(jpeg, crops=1|10)`: the shorter side resized to 256 and the centre 224, or He 2015's
   ten crops; a full decode with Pillow, so it equals torchvision's `Resize(256)`, `CenterCrop(224)`
   and `TenCrop(224)` of the same file.
@@ -37,8 +37,10 @@ EIGVEC = ((-0.5675, 0.7192, 0.4009),
           (-0.5836, -0.6948, 0.4203))
 
 TRAIN_TRANSFORMS = ("he2015", "inception")
-# The train crop's JPEG decoders; simplejpeg measured faster (benchmarks/jpeg_decode.py), Pillow
-# decodes what simplejpeg cannot (CMYK, PNG), and either gives the same crops up to rounding.
+# The train crop's JPEG decoders. simplejpeg (libjpeg-turbo, any M/8 DCT scale) is the default:
+# per core it decoded 1.8-2.6x as many photos as Pillow, and its crops were 1.2-1.3x Pillow's with
+# draft() (benchmarks/jpeg_decode.py). Pillow decodes what simplejpeg does not (CMYK, PNG); the two
+# give the same crops up to rounding.
 DECODERS = ("simplejpeg", "pillow")
 
 INCEPTION_AREA = (0.08, 1.0)

@@ -69,7 +69,7 @@ class ShardTask:
     """A digest of the input: a complete shard of another input is written again."""
     h = hashlib.sha256(repr((self.file, self.tfds)).encode())
     for path, label in self.files:
-      h.update(f"{path}\0{label}\0{_file_size(path)}\n".encode())
+      h.update(f"{path}\0{label}\0{_file_stamp(path)}\n".encode())
     return h.hexdigest()
 
 
@@ -319,11 +319,12 @@ def _write_info(out: str, classes: list[str], tasks: dict, notes: dict, source: 
   return info
 
 
-def _file_size(path: str) -> int:
+def _file_stamp(path: str) -> tuple[int, int]:
   try:
-    return os.path.getsize(path)
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
   except OSError:
-    return -1
+    return -1, -1
 
 
 def _read_json(path: str) -> dict | None:
