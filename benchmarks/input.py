@@ -21,9 +21,8 @@ import time
 import jax
 import numpy as np
 
-from resnet_jax import configs, optim, parallel, runs
+from resnet_jax import configs, feeds, optim, parallel, runs
 from resnet_jax.data import fixtures, imagenet, prepare_imagenet, records, stream
-from resnet_jax import feeds
 from resnet_jax.train_state import create_train_state
 
 
@@ -31,7 +30,7 @@ def prepared_dir(args) -> str:
   if args.data_dir:
     return args.data_dir
   out = os.path.join("build", "bench_input")
-  if not os.path.exists(os.path.join(out, "prepared", records.DATASET_FILE)):
+  if not os.path.exists(os.path.join(out, "prepared", records.INFO_FILE)):
     raw = os.path.join(out, "raw")
     fixtures.write_imagenet_fixture(raw, num_classes=4, train_per_class=args.images // 4,
                                     val_per_class=2, seed=0)

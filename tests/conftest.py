@@ -1,10 +1,17 @@
-"""Test-wide JAX settings: four fake CPU devices and strict numerics.
+"""Test-wide JAX settings: four fake CPU devices, strict numerics, and a compilation cache.
 
 These must run before JAX creates its backend, hence at import time of the conftest.
 """
 import os
 
 os.environ.setdefault("XLA_FLAGS", "")
+# XLA's compiled programs persist across the tests (and the processes some of them start, and
+# pytest-xdist's workers): most tests compile the same few small nets, and compiling, not
+# running, is most of their time. A cached program is the one a fresh compile would give.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, "build", "jax-test-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)

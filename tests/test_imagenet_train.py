@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import checkpoint, configs, errors, metrics_io, train
-from resnet_jax.data import fixtures, prepare_imagenet
+from resnet_jax import checkpoint, configs, errors, metrics_io, parallel, runs, train
+from resnet_jax.data import fixtures, prepare_imagenet, records
 
 
 def make_prepared(root, seed=0) -> str:
@@ -26,10 +26,10 @@ def prepared(tmp_path_factory):
   return make_prepared(str(tmp_path_factory.mktemp("fixture")))
 
 
-def tiny_config(data_dir, **overrides):
+def tiny_config(prepared_dir, **overrides):
   """ResNet-18's layout at widths 4-8 on 16 px crops: seconds per run on a CPU."""
   config = configs.smoke(configs.stream_data(configs.imagenet_recipe("resnet18"), "imagenet"))
-  config.update(data_dir=data_dir, model_options="widths=(4, 8, 8, 8)", image_size=16,
+  config.update(data_dir=prepared_dir, model_options="widths=(4, 8, 8, 8)", image_size=16,
                 scale_range=(18, 30), resize_size=18, batch_size=8, num_steps=6, log_every=1,
                 eval_every=3, checkpoint_every=2, eval_batch_size=8, input_workers=0,
                 eval_crops=1)
@@ -41,16 +41,24 @@ def _params(workdir):
   return checkpoint.restore_saved(checkpoint.manager(str(workdir)))["params"]
 
 
-def test_trains_and_evaluates_a_prepared_directory(prepared, tmp_path):
-  results = train.train_and_evaluate(tiny_config(prepared, eval_crops=10), str(tmp_path),
-                                     progress=False)
+@pytest.fixture(scope="module")
+def full_run(prepared, tmp_path_factory):
+  """Six steps with two decoding worker processes and a 10-crop evaluation at the end."""
+  workdir = tmp_path_factory.mktemp("full")
+  results = train.train_and_evaluate(tiny_config(prepared, input_workers=2, eval_crops=10),
+                                     str(workdir), progress=False)
+  return workdir, results
+
+
+def test_trains_and_evaluates_a_prepared_directory(full_run):
+  workdir, results = full_run
   assert results["steps"] == 6 and results["num_train_examples"] == 18
   assert 0 <= results["test_error"] <= 1 and results["test_top5_error"] == 0.0  # 3 classes
   assert 0 <= results["test_error_10crop"] <= 1 and results["train_error"] is None
-  history = metrics_io.read_metrics(str(tmp_path))
+  history = metrics_io.read_metrics(str(workdir))
   assert [r["step"] for r in history if "test_error" in r] == [3, 6]
   assert all(np.isfinite(r["loss"]) for r in history if "loss" in r)
-  data = metrics_io.read_json(str(tmp_path / "data.json"))
+  data = metrics_io.read_json(str(workdir / "data.json"))
   assert data["train"] == 18 and data["test"] == 6 and data["classes"] == 3
 
 
@@ -70,30 +78,29 @@ def _crash_after_saving(monkeypatch, at_step):
 
 
 def test_resume_with_another_worker_count_ends_with_the_uninterrupted_parameters(
-    prepared, tmp_path, monkeypatch):
-  train.train_and_evaluate(tiny_config(prepared, input_workers=2), str(tmp_path / "full"),
-                           progress=False)
+    prepared, full_run, tmp_path, monkeypatch):
   with monkeypatch.context() as patch:
     _crash_after_saving(patch, 4)
     with pytest.raises(_Crash):
-      train.train_and_evaluate(tiny_config(prepared, input_workers=2),
-                               str(tmp_path / "resumed"), progress=False)
-  results = train.train_and_evaluate(tiny_config(prepared, input_workers=0),
-                                     str(tmp_path / "resumed"), progress=False)
+      train.train_and_evaluate(tiny_config(prepared, input_workers=2), str(tmp_path),
+                               progress=False)
+  results = train.train_and_evaluate(tiny_config(prepared, input_workers=0), str(tmp_path),
+                                     progress=False)
   assert results["resumed_from_step"] == 4
-  chex.assert_trees_all_equal(_params(tmp_path / "full"), _params(tmp_path / "resumed"))
+  chex.assert_trees_all_equal(_params(full_run[0]), _params(tmp_path))
 
 
-def test_one_device_and_two_train_on_the_same_global_batches(prepared, tmp_path):
-  devices = jax.devices()
-  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "one"),
-                           devices=devices[:1], progress=False)
-  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "two"),
-                           devices=devices[:2], progress=False)
-  one, two = _params(tmp_path / "one"), _params(tmp_path / "two")
-  # The same batches; only the order of the all-reduce's float sums differs.
-  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(np.abs(a).max())))
+def test_a_batch_is_placed_as_one_global_array_of_the_rows_each_process_holds():
+  mesh = parallel.make_mesh(jax.devices()[:4])
+  assert parallel.process_slice(8, mesh) == slice(0, 8)  # one process holds every row
+  local = {"image": np.arange(8 * 2 * 2 * 3, dtype=np.uint8).reshape(8, 2, 2, 3),
+           "label": np.arange(8, dtype=np.int32)}
+  batch = parallel.put_batch(local, mesh)
+  assert batch["image"].sharding.is_equivalent_to(parallel.sharded(mesh), 4)
+  for shard in batch["label"].addressable_shards:
+    np.testing.assert_array_equal(shard.data, local["label"][shard.index])
+  with pytest.raises(ValueError, match="multiple"):
+    parallel.process_slice(6, mesh)
 
 
 def test_per_device_batch_norm_trains_a_stream(prepared, tmp_path):
@@ -103,12 +110,14 @@ def test_per_device_batch_norm_trains_a_stream(prepared, tmp_path):
 
 
 def test_resume_on_another_prepared_data_set_is_refused(prepared, tmp_path):
-  train.train_and_evaluate(tiny_config(prepared, num_steps=2), str(tmp_path / "run"),
-                           progress=False)
-  other = make_prepared(str(tmp_path / "other"), seed=1)
-  with pytest.raises(errors.ConfigMismatchError, match="fingerprint"):
-    train.train_and_evaluate(tiny_config(other, num_steps=2), str(tmp_path / "run"),
-                             progress=False)
+  config = runs.check_config(tiny_config(prepared))
+  data = records.open_prepared(prepared)
+  runs.prepare(config, str(tmp_path), data, start_over=False)
+  runs.prepare(config, str(tmp_path), data, start_over=False)  # the same data: fine
+  other = records.Prepared(data.directory, {**data.info, "fingerprint": "0" * 64})
+  with pytest.raises(errors.ConfigMismatchError, match="fingerprint") as caught:
+    runs.prepare(config, str(tmp_path), other, start_over=False)
+  assert "\n" not in str(caught.value)
 
 
 def test_a_missing_prepared_directory_is_one_plain_error(tmp_path):

@@ -34,8 +34,14 @@ with --config.model_options="zero_init_last_bn=True". torchvision's V1 weights o
 top-1 accuracy 69.76 / 73.31 / 76.13 / 77.37 / 78.31 % (ResNet-18/34/50/101/152, one crop).
 No GPU time measured by this project yet.
 """
-from resnet_jax.configs import (IMAGENET_MODELS, IMAGENET_RECIPES, STREAM_DATA, imagenet_recipe,
-                                smoke, stream_data)
+from resnet_jax.configs import (
+  IMAGENET_MODELS,
+  IMAGENET_RECIPES,
+  STREAM_DATA,
+  imagenet_recipe,
+  smoke,
+  stream_data,
+)
 
 
 def get_config(arg: str = "resnet50"):

@@ -124,8 +124,8 @@ def fractalnet_recipe(dataset: str, model: str = "fractalnet_c3") -> ml_collecti
   return config
 
 
-# ImageNet (He et al. 2015 §3.4): a directory prepared by `python -m resnet_jax.data.prepare_imagenet`,
-# streamed by worker processes. The recipes' steps are counted on ImageNet's training images.
+# ImageNet (He et al. 2015 §3.4): a directory that `python -m resnet_jax.data.prepare_imagenet`
+# prepared, streamed by worker processes; the recipes count steps on ImageNet's training images.
 IMAGENET_TRAIN_IMAGES = 1_281_167
 IMAGENET_MODELS = ("plain18", "plain34", "resnet18", "resnet34", "resnet50", "resnet101",
                    "resnet152")

@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from resnet_jax import checkpoint, configs, data, metrics_io, parallel, steps
+from resnet_jax.data import imagenet, prepared_arrays, records, stream
 from resnet_jax.errors import (
   ConfigError,
   ConfigMismatchError,
@@ -29,7 +30,6 @@ from resnet_jax.errors import (
   NoRunError,
   WorkdirLockedError,
 )
-from resnet_jax.data import imagenet, prepared_arrays, records, stream
 from resnet_jax.models import get_model
 
 # Config fields that may change between a run and its resumption: they only steer the loop...

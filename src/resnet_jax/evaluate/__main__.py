@@ -10,7 +10,8 @@ _CROPS = flags.DEFINE_integer("crops", 1, "1: the centre crop; 10: He 2015's ten
 _SPLIT = flags.DEFINE_enum("split", "test", ("test", "val"),
                            "test: the data set's test split (ImageNet: its validation images).")
 _STEP = flags.DEFINE_integer("step", None, "The checkpoint step (default: the latest).")
-_OUT = flags.DEFINE_string("out", None, "The JSON file (default: CHECKPOINT/eval_SPLIT_Kcrop.json).")
+_OUT = flags.DEFINE_string("out", None,
+                           "The JSON file (default: CHECKPOINT/eval_SPLIT_Kcrop.json).")
 _DISTRIBUTED = cli.define_distributed()
 flags.mark_flags_as_required(["config", "checkpoint"])
 

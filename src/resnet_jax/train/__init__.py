@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import ml_collections
