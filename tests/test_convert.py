@@ -291,8 +291,9 @@ def test_every_key_is_used_once_and_num_batches_tracked_is_ignored(resnet18_stat
     convert.from_torch_state_dict({**state, "fc.bias": np.zeros(1000, np.int64)}, model)
   # The wrong model for the file: the message says which net the file holds.
   with pytest.raises(CheckpointMismatchError,
-                     match=r"holds a ResNet of basic blocks \(2, 2, 2, 2\) per layer "
-                           r"\(resnet18_imagenet\), the model has basic blocks \(3, 4, 6, 3\)"):
+                     match=r"holds a ResNet of basic blocks \(2, 2, 2, 2\) per stage "
+                           r"\(resnet18_imagenet\), the model has basic blocks \(3, 4, 6, 3\) "
+                           r"per stage \(resnet34_imagenet\)"):
     convert.from_torch_state_dict(state, our_model("resnet34"))
   with pytest.raises(CheckpointMismatchError, match="stage4/block1/conv1/kernel"):
     variables["params"]["stage4"]["block1"]["conv1"]["kernel"] = np.zeros((3, 3, 256, 5))

@@ -166,9 +166,17 @@ def _entry(key: str, path: tuple[str, ...], row: int | None, shape: tuple[int, .
   return Entry(key, path, row, torch_shape)
 
 
+def _blocks(bottleneck: bool, sizes: tuple[int, ...]) -> str:
+  """"bottleneck blocks (3, 4, 6, 3) per stage (resnet50_imagenet)": our name where there is one."""
+  kind = blocks.Bottleneck if bottleneck else blocks.BasicBlock
+  named = [d for d, (k, s) in resnet.IMAGENET_STAGES.items() if k is kind and tuple(s) == sizes]
+  name = f" (resnet{named[0]}_imagenet)" if named else ""
+  return f"{'bottleneck' if bottleneck else 'basic'} blocks {sizes} per stage{name}"
+
+
 def describe(state_dict: Mapping[str, Any]) -> str:
-  """What net a torchvision-layout state dict holds, for error messages: its blocks per layer and
-  block kind, and our name for it where there is one ("resnet101_imagenet")."""
+  """What net a torchvision-layout state dict holds, for error messages: its block kind and
+  blocks per stage (torch's layer{s}), and our name for it where there is one."""
   counts: dict[int, int] = {}
   bottleneck = False
   for key in state_dict:
@@ -179,12 +187,8 @@ def describe(state_dict: Mapping[str, Any]) -> str:
       bottleneck |= found.group(3) == "conv3"
   if not counts:
     return "no torchvision ResNet (no layer{s}.{i}.conv keys)"
-  sizes = tuple(counts.get(s, 0) for s in range(1, max(counts) + 1))
-  kind = blocks.Bottleneck if bottleneck else blocks.BasicBlock
-  named = [d for d, (k, s) in resnet.IMAGENET_STAGES.items() if k is kind and tuple(s) == sizes]
-  name = f" (resnet{named[0]}_imagenet)" if named else ""
-  return (f"a ResNet of {'bottleneck' if bottleneck else 'basic'} blocks {sizes} per "
-          f"layer{name}")
+  return "a ResNet of " + _blocks(bottleneck,
+                                 tuple(counts.get(s, 0) for s in range(1, max(counts) + 1)))
 
 
 def _listed(keys: list[str], most: int = 4) -> str:
@@ -194,8 +198,7 @@ def _listed(keys: list[str], most: int = 4) -> str:
 
 def _model_blocks(model: network.ResNet) -> str:
   block = getattr(model.block, "func", model.block)
-  kind = "bottleneck" if block is blocks.Bottleneck else "basic"
-  return f"{kind} blocks {tuple(model.stage_sizes)} per stage"
+  return _blocks(block is blocks.Bottleneck, tuple(model.stage_sizes))
 
 
 def from_torch_state_dict(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
@@ -227,8 +230,8 @@ def from_torch_state_dict(state_dict: Mapping[str, Any], model: nn.Module) -> di
     what = [f"lacks {len(missing)} key(s) the model needs: {_listed(missing)}"] if missing else []
     what += [f"has {len(extra)} key(s) the model does not: {_listed(extra)}"] if extra else []
     raise CheckpointMismatchError(
-        f"the state dict {' and '.join(what)}; it holds {describe(state_dict)}, the model has "
-        f"{_model_blocks(model)}")
+        f"the state dict {' and '.join(what)}; it holds {describe(state_dict)}, the model "
+        f"has {_model_blocks(model)}")
   stacked: dict[tuple[str, ...], dict[int, np.ndarray]] = {}
   out: dict[str, Any] = {}
   for e in layout_entries:
