@@ -43,9 +43,9 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 	effective-paths wide pyramid multi-residual densenet fractalnet ensemble-size
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-all lint bench bench-peer bench-compile bench-analysis \
-	bench-densenet bench-seeds bench-input gpu-campaign clean demo all imagenet-18v34 imagenet-fixture \
-	fashion-mnist-jpeg \
+.PHONY: help install install-torch lock test test-all lint bench bench-peer bench-compile \
+	bench-analysis bench-densenet bench-seeds bench-input gpu-campaign clean demo all \
+	imagenet-18v34 imagenet-fixture fashion-mnist-jpeg \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -73,6 +73,34 @@ $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
+
+# The torch side of the conversion tests (tests/test_convert.py runs torchvision's and timm's
+# ResNets next to ours): torch, torchvision, timm and safetensors at the versions of
+# $(TORCH_REQUIREMENTS), in a venv of their own, since torch wheels exist for fewer Pythons than
+# JAX's (the tests find it as $(TORCH_VENV)/bin/python, or as $$TORCH_PYTHON). Its Python:
+# TORCH_PYTHON_BASE=/path/to/python, or else the first working candidate below (3.11 first: its
+# wheels lie on this project's machines). PyPI's Linux torch is the CUDA build (about 5 GB with
+# its libraries); TORCH_PIP_FLAGS can point pip at PyTorch's CPU wheel index instead.
+TORCH_VENV ?= .venv-torch
+TORCH_PYTHON_BASE ?=
+TORCH_PIP_FLAGS ?=
+TORCH_REQUIREMENTS := requirements/torch.txt
+TORCH_STAMP := $(TORCH_VENV)/.installed
+TORCH_PYTHON_CANDIDATES = python3.11 $$(pyenv root 2>/dev/null)/versions/*/bin/python3.11 \
+	$$HOME/.pyenv/versions/*/bin/python3.11 python3.12 python3.13 python3
+install-torch: $(TORCH_STAMP) ## create .venv-torch: torch, torchvision and timm for the conversion tests
+
+$(TORCH_STAMP): $(TORCH_REQUIREMENTS)
+	@py='$(TORCH_PYTHON_BASE)'; \
+	if [ -z "$$py" ]; then for c in $(TORCH_PYTHON_CANDIDATES); do \
+	  if "$$c" -c 'import venv' 2>/dev/null; then py="$$c"; break; fi; done; fi; \
+	if [ -z "$$py" ]; then echo "install-torch: no working Python among" \
+	  "$(TORCH_PYTHON_CANDIDATES); name one: make install-torch TORCH_PYTHON_BASE=/path/to/python3.11" >&2; \
+	  exit 1; fi; \
+	echo "$$py -m venv --clear $(TORCH_VENV)  # $$("$$py" -V)"; \
+	"$$py" -m venv --clear $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q $(TORCH_PIP_FLAGS) -r $(TORCH_REQUIREMENTS)
+	touch $(TORCH_STAMP)
 
 LOCK_VENV := build/lock-venv
 lock: ## rewrite requirements/lock.txt: the newest versions, installed in a fresh venv

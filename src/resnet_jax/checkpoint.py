@@ -35,6 +35,16 @@ def save(mngr: ocp.CheckpointManager, state: TrainState) -> None:
   mngr.save(step, args=ocp.args.StandardSave(state))
 
 
+def save_variables(mngr: ocp.CheckpointManager, variables: dict, step: int = 0) -> None:
+  """Saves a model's variables alone, {"params", "batch_stats"} (numpy or jax arrays), and waits
+  for the write: a checkpoint of weights, such as `resnet_jax.convert` writes. `restore_saved`
+  reads it back (numpy arrays come back as numpy arrays, on any machine); it holds no optimizer
+  state, so no training resumes from it (`pretrained.initial_variables` starts one from it)."""
+  mngr.save(step, args=ocp.args.StandardSave(
+      {"params": variables["params"], "batch_stats": variables["batch_stats"]}))
+  mngr.wait_until_finished()
+
+
 def restore_latest(mngr: ocp.CheckpointManager, like: TrainState) -> TrainState | None:
   """The newest checkpoint that restores, onto the shardings of `like`; None if there is none.
 

@@ -32,3 +32,13 @@ class NoRunError(UserError, FileNotFoundError):
 
 class NonFiniteError(UserError, RuntimeError):
   """The loss or the gradient norm stopped being finite."""
+
+
+class CheckpointMismatchError(UserError, ValueError):
+  """A checkpoint (a run's, or a torch state dict) does not fit the model that reads it: a
+  parameter is missing, extra or of another shape."""
+
+
+class ConversionError(UserError, ValueError):
+  """A model or file that the torch conversion cannot take: a model with no torchvision or timm
+  counterpart, a PyTorch pickle where torch is not installed, an output that exists."""
