@@ -7,14 +7,14 @@ import jax
 import numpy as np
 import pytest
 
-from resnet_jax import checkpoint, configs, errors, metrics_io, parallel, runs, train
-from resnet_jax.data import fixtures, prepare_imagenet, records
+from resnet_jax import checkpoint, configs, errors, evaluate, metrics_io, parallel, runs, train
+from resnet_jax.data import fixtures, imagenet, prepare_imagenet, records
 
 
-def make_prepared(root, seed=0) -> str:
+def make_prepared(root, seed=0, num_classes=3) -> str:
   raw = os.path.join(root, "raw")
-  fixtures.write_imagenet_fixture(raw, num_classes=3, train_per_class=6, val_per_class=2,
-                                  seed=seed)
+  fixtures.write_imagenet_fixture(raw, num_classes=num_classes, train_per_class=6,
+                                  val_per_class=2, seed=seed)
   out = os.path.join(root, "prepared")
   prepare_imagenet.prepare(os.path.join(raw, "train"), os.path.join(raw, "val"), out,
                            train_shards=2, val_shards=1, workers=1, progress=False)
@@ -120,6 +120,22 @@ def test_resume_on_another_prepared_data_set_is_refused(prepared, tmp_path):
   assert "\n" not in str(caught.value)
 
 
+def test_fine_tuning_starts_from_the_checkpoint_with_a_new_head(full_run, tmp_path, capsys):
+  """--config.init_from: a run on 2 classes from a run on 3 starts with the other run's
+  parameters and BN statistics, and a fresh head."""
+  other = make_prepared(str(tmp_path / "two_classes"), num_classes=2)
+  config = runs.check_config(tiny_config(other, init_from=str(full_run[0])))
+  _, state = train._open(config, str(tmp_path / "run"), False, None)
+  saved = checkpoint.restore_saved(checkpoint.manager(str(full_run[0])))
+  assert "which is new: 2 classes instead of the checkpoint's 3" in capsys.readouterr().out
+  assert int(state.step) == 0 and state.params["head"]["kernel"].shape[-1] == 2
+  chex.assert_trees_all_equal({k: v for k, v in state.params.items() if k != "head"},
+                              {k: v for k, v in saved["params"].items() if k != "head"})
+  chex.assert_trees_all_equal(state.batch_stats, saved["batch_stats"])
+  with pytest.raises(errors.ConfigError, match="init_from"):
+    runs.check_config(tiny_config(other, init_from=str(tmp_path / "nowhere")))
+
+
 def test_a_missing_prepared_directory_is_one_plain_error(tmp_path):
   with pytest.raises(errors.UserError, match="prepare_imagenet") as caught:
     train.train_and_evaluate(tiny_config(str(tmp_path / "nowhere")), str(tmp_path / "run"),
@@ -136,3 +152,32 @@ def test_stream_fields_are_checked_before_anything_is_written(prepared, tmp_path
       train.train_and_evaluate(tiny_config(prepared, **{field: value}), str(tmp_path),
                                progress=False)
   assert not os.listdir(tmp_path)
+
+
+def test_evaluate_averages_the_softmax_of_ten_crops(prepared, full_run):
+  """`evaluate` with 10 crops against the same computation by hand, image by image."""
+  config = tiny_config(prepared)
+  result = evaluate.evaluate_checkpoint(config, str(full_run[0]), crops=10, progress=False)
+  model = runs.build_model(config, 3)
+  saved = checkpoint.restore_saved(checkpoint.manager(str(full_run[0])))
+  variables = {"params": saved["params"], "batch_stats": saved["batch_stats"]}
+  source = records.open_prepared(prepared).source("val")
+  wrong, losses = [], []
+  for i in range(len(source)):
+    label, jpeg = source[i]
+    crops = imagenet.normalize(imagenet.eval_crops(jpeg, crops=10, image_size=16,
+                                                   resize_size=18))
+    probs = jax.nn.softmax(model.apply(variables, crops, train=False)).mean(axis=0)
+    wrong.append(int(np.argmax(probs)) != label)
+    losses.append(-np.log(probs[label]))
+  assert result["images"] == len(source) == 6 and result["crops"] == 10
+  assert round(result["top1_error"] * 6) == sum(wrong)  # the count of wrong images, exactly
+  np.testing.assert_allclose(result["loss"], np.mean(losses), rtol=1e-5)
+  # The loop's own 10-crop evaluation of the same checkpoint is the same number.
+  assert result["top1_error"] == full_run[1]["test_error_10crop"]
+
+
+def test_evaluate_refuses_another_model(prepared, full_run):
+  with pytest.raises(errors.ConfigMismatchError, match="model"):
+    evaluate.evaluate_checkpoint(tiny_config(prepared, model="resnet34_imagenet"),
+                                 str(full_run[0]), progress=False)

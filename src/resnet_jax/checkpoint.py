@@ -15,7 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from resnet_jax.errors import ConfigMismatchError, NoRunError
+from resnet_jax.errors import NoRunError
 from resnet_jax.train_state import TrainState
 
 # A checkpoint that does not restore is renamed with this suffix (kept for inspection, never
@@ -108,20 +108,3 @@ def restore_saved(mngr: ocp.CheckpointManager, step: int | None = None) -> dict:
     raise NoRunError(f"no checkpoint in {mngr.directory}: the run saved none yet")
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return mngr.restore(step, args=ocp.args.StandardRestore(fallback_sharding=local))
-
-
-def check_like(tree: dict, expected: dict, where: str) -> None:
-  """Raises ConfigMismatchError naming the first entry of `tree` (nested dicts of arrays) that
-  `expected` (same, or shape structs) lacks, that `tree` lacks, or whose shape differs."""
-  flat = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-  want = {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_leaves_with_path(expected)}
-  for name in sorted(set(want) - set(flat)):
-    raise ConfigMismatchError(f"{where}: no {name}, which the model has {tuple(want[name].shape)}")
-  for name in sorted(set(flat) - set(want)):
-    raise ConfigMismatchError(f"{where}: {name} is not a parameter of the model")
-  for name in sorted(flat):
-    if tuple(flat[name].shape) != tuple(want[name].shape):
-      raise ConfigMismatchError(f"{where}: {name} is {tuple(flat[name].shape)}, the model's "
-                             f"{tuple(want[name].shape)}")

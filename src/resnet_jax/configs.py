@@ -22,6 +22,9 @@ def base_config() -> ml_collections.ConfigDict:
   # More model options, "key=value,key=value" with Python literal values, passed to get_model:
   # e.g. "dropout=0.3" (Wide ResNet), "stochastic_depth=0.5", "widths=(8, 16, 32)".
   c.model_options = ""
+  # Fine-tuning: a run directory (a training run's, or one `python -m resnet_jax.convert` wrote)
+  # whose weights a new run starts from; a head of another class count is drawn anew.
+  c.init_from = ""
   # Data (`resnet_jax.data.load_dataset`).
   c.dataset = "cifar10"
   c.archive = ""            # path to an official cifar-10/100-python.tar.gz, or "" for tfds

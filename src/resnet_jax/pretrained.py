@@ -61,8 +61,8 @@ def _placed(value: np.ndarray, like: Any) -> Any:
   return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-def initial_variables(directory: str, like: dict[str, Any],
-                      step: int | None = None) -> tuple[dict[str, Any], str]:
+def initial_variables(directory: str, like: dict[str, Any], step: int | None = None, *,
+                      new_head: bool = True) -> tuple[dict[str, Any], str]:
   """The variables a run starts from: the checkpoint of the run in `directory`, with a fresh head
   where the class count differs.
 
@@ -74,6 +74,8 @@ def initial_variables(directory: str, like: dict[str, Any],
       where the arrays go (each returned array has the sharding of its `like` array; numpy where
       `like` holds numpy arrays).
     step: the checkpoint step; None: the latest.
+    new_head: False treats a head of another class count as any other difference (what an
+      evaluation of the checkpoint needs).
   Returns:
     (variables, note): {"params", "batch_stats"} in `like`'s layout and dtypes, and one line that
     says where they came from and whether the head is new, for the run to print.
@@ -92,7 +94,7 @@ def initial_variables(directory: str, like: dict[str, Any],
   mngr.close()
   saved = _flat({c: restored.get(c, {}) for c in COLLECTIONS})
   wanted = _flat({c: like.get(c, {}) for c in COLLECTIONS})
-  new_head = _new_head(saved, wanted)
+  new_head = _new_head(saved, wanted) if new_head else None
   missing = sorted(set(wanted) - set(saved))
   extra = sorted(set(saved) - set(wanted))
   if missing or extra:

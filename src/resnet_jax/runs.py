@@ -65,6 +65,9 @@ def check_config(config: ml_collections.ConfigDict,
     value = config[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
       raise ConfigError(f"--config.{field} must be an integer >= {minimum}, got {value!r}")
+  if config.init_from and not os.path.isdir(os.path.join(config.init_from, "checkpoints")):
+    raise ConfigError(f"--config.init_from={config.init_from} holds no checkpoint: give a run's "
+                      "workdir, or a directory that python -m resnet_jax.convert wrote")
   datasets = data.DATASETS + configs.STREAM_DATASETS
   if config.dataset not in datasets:
     raise ConfigError(f"--config.dataset={config.dataset!r} is not one of {datasets}")

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from resnet_jax import checkpoint, feeds, metrics_io, optim, parallel, runs
+from resnet_jax import feeds, metrics_io, optim, parallel, pretrained, runs
 from resnet_jax.errors import ConfigError, ConfigMismatchError
 from resnet_jax.train_state import TrainState
 
@@ -43,18 +43,16 @@ def check_same_model(config: ml_collections.ConfigDict, checkpoint_dir: str) -> 
 
 
 def restore_state(model, checkpoint_dir: str, image_shape, mesh, step: int | None = None
-                  ) -> tuple[TrainState, int]:
+                  ) -> tuple[TrainState, str]:
   """The checkpoint's params and BN statistics as a TrainState for the eval step (no optimizer
-  state), replicated over `mesh`, and its step. Every parameter is checked against `model`."""
-  restored = checkpoint.restore_saved(checkpoint.manager(checkpoint_dir), step)
-  expected = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *image_shape)))
-  for collection in ("params", "batch_stats"):
-    checkpoint.check_like(restored.get(collection, {}), expected.get(collection, {}),
-                          f"{checkpoint_dir} {collection}")
-  state = TrainState(step=jnp.asarray(restored.get("step", 0), jnp.int32),
-                     params=restored["params"], batch_stats=restored.get("batch_stats", {}),
-                     opt_state=(), warmed_up=jnp.zeros((), jnp.bool_))
-  return parallel.replicate(state, mesh), int(restored.get("step", 0))
+  state), replicated over `mesh`, and where they came from. Every variable is checked against
+  `model` (`pretrained.initial_variables`: a missing, extra or misshaped one is an error)."""
+  like = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *image_shape)))
+  variables, note = pretrained.initial_variables(checkpoint_dir, like, step, new_head=False)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                     batch_stats=variables.get("batch_stats", {}), opt_state=(),
+                     warmed_up=jnp.zeros((), jnp.bool_))
+  return parallel.replicate(state, mesh), note
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint_dir: str, *, crops: int = 1,
@@ -73,8 +71,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint_dir: str, 
   source = runs.open_data(config)
   model = runs.build_model(config, runs.num_classes(source))
   mesh = parallel.make_mesh()
-  state, saved_step = restore_state(model, checkpoint_dir, runs.image_shape(config, source), mesh,
-                                    step)
+  state, note = restore_state(model, checkpoint_dir, runs.image_shape(config, source), mesh, step)
   keys = parallel.replicate((jax.random.key(0), jax.random.key(1)), mesh)
   feed = feeds.make_feed(config, source, model, optim.make_optimizer(config), mesh, keys)
   try:
@@ -83,7 +80,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint_dir: str, 
     feed.close()
   return {"model": config.model, "model_options": config.model_options,
           "shortcut": config.shortcut, "dataset": config.dataset, "split": split,
-          "crops": crops, "checkpoint": os.path.abspath(checkpoint_dir), "step": saved_step,
+          "crops": crops, "checkpoint": os.path.abspath(checkpoint_dir), "weights": note,
           "top1_error": result["error"], "top5_error": result["top5_error"],
           "loss": result["loss"], "images": result.get("count"),
           "device_kind": jax.devices()[0].device_kind}

@@ -18,7 +18,17 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from resnet_jax import analysis, checkpoint, data, feeds, metrics_io, optim, parallel, runs
+from resnet_jax import (
+  analysis,
+  checkpoint,
+  data,
+  feeds,
+  metrics_io,
+  optim,
+  parallel,
+  pretrained,
+  runs,
+)
 from resnet_jax.data import records
 from resnet_jax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from resnet_jax.train_state import TrainState, create_train_state, num_params
@@ -53,7 +63,10 @@ def _setup(config, workdir: str, source: data.Dataset | records.Prepared,
   state = jax.jit(init, out_shardings=repl)(init_rng)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, state)
-  state = state if restored is None else restored
+  if restored is not None:
+    state = restored
+  elif config.init_from:
+    state = _initial_weights(config, state, tx, repl)
   writer = metrics_io.MetricWriter(workdir)
   start_step = int(jax.device_get(state.step))
   writer.truncate_after(start_step)
@@ -64,6 +77,18 @@ def _setup(config, workdir: str, source: data.Dataset | records.Prepared,
              # Other processes may read the file before process 0 has cut it back to start_step.
              history=[r for r in metrics_io.read_metrics(workdir) if r["step"] <= start_step])
   return run, state
+
+
+def _initial_weights(config, state: TrainState, tx, repl) -> TrainState:
+  """`state` starting from the weights of the run in config.init_from (fine-tuning): the
+  optimizer starts afresh; a note of what was taken is printed once."""
+  variables, note = pretrained.initial_variables(
+      config.init_from, {"params": state.params, "batch_stats": state.batch_stats})
+  if jax.process_index() == 0:
+    print(note, flush=True)
+  return jax.jit(lambda s, v: s.replace(params=v["params"], batch_stats=v["batch_stats"],
+                                        opt_state=tx.init(v["params"])),
+                 out_shardings=repl)(state, variables)
 
 
 def _log(run: _Run, step: int, record: dict[str, float]) -> None:
