@@ -50,7 +50,7 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 
 help: ## list the targets (this text)
 	@echo "make TARGET [DATASET=digits|fashion_mnist|cifar10|cifar100[,smoke]] [WORKDIR=runs] [SEEDS=1] [JOINT_SEEDS=false]"
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 20
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /  \1\t/' | expand -t 22
 
 install: $(STAMP) ## create .venv (Python >= 3.12, PYTHON=...) and install the locked versions
 
@@ -227,8 +227,9 @@ ensemble-size: $(STAMP) ## test error vs log2(paths) across depth, branches, wid
 # fashion_mnist_jpeg[,smoke] are prepared offline in build/ first.
 IMAGENET_DATASET = $(if $(filter command line environment,$(origin DATASET)),$(DATASET),imagenet)
 DATA_DIR ?=
-imagenet-18v34: $(STAMP) $(if $(findstring imagenet_fixture,$(IMAGENET_DATASET)),imagenet-fixture) \
-		$(if $(findstring fashion_mnist_jpeg,$(IMAGENET_DATASET)),fashion-mnist-jpeg) ## plain vs ResNet 18/34 on ImageNet (He 2015 Fig. 4, Table 2)
+IMAGENET_DATA := $(if $(findstring imagenet_fixture,$(IMAGENET_DATASET)),imagenet-fixture) \
+	$(if $(findstring fashion_mnist_jpeg,$(IMAGENET_DATASET)),fashion-mnist-jpeg)
+imagenet-18v34: $(STAMP) $(IMAGENET_DATA) ## plain vs ResNet-18/34 on ImageNet (He 2015 Fig. 4, Table 2)
 	$(EXPERIMENT) --config=experiments/imagenet_18v34.py:$(IMAGENET_DATASET) \
 	  $(if $(DATA_DIR),--config.train.data_dir=$(DATA_DIR)) --workdir=$(WORKDIR)/imagenet_18v34
 

@@ -23,3 +23,10 @@ import pytest  # noqa: E402
 @pytest.fixture
 def key():
   return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def prepared_imagenet(tmp_path_factory):
+  """A prepared directory of 3 classes x (6 training, 2 validation) real photos."""
+  from imagenet_fixture import make_prepared  # pylint: disable=g-import-not-at-top
+  return make_prepared(str(tmp_path_factory.mktemp("imagenet_fixture")))

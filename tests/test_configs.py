@@ -31,12 +31,16 @@ def test_config_fields_docstring_and_model(path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
-def test_config_runs_two_steps(path, tmp_path):
+def test_config_runs_two_steps(path, tmp_path, request):
   """The smoke setting of each config: its own recipe, two steps on a small model and slice."""
   config = configs.smoke(load(path).get_config())
   # A small net of the config's family, so that its model options (WRN dropout) still apply.
   config.model = next((small for prefix, small in SMALL_NETS if config.model.startswith(prefix)),
                       "resnet8")
+  if config.dataset in configs.STREAM_DATASETS:  # the fixture's photos, a tiny ImageNet net
+    config.update(model="resnet18_imagenet", model_options="widths=(4, 8, 8, 8)",
+                  data_dir=request.getfixturevalue("prepared_imagenet"), image_size=16,
+                  scale_range=(18, 30), resize_size=18)
   if config.dataset in ("cifar10", "cifar100"):
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=24):

@@ -116,3 +116,44 @@ def test_concurrent_runs_train_side_by_side_and_summarize_like_one_experiment(tm
     assert summary["models"][model]["final_test_error"]["median"] == results["test_error"]
     assert (tmp_path / "logs" / f"{model}.log").exists()
   assert (tmp_path / "report.md").exists()
+
+
+def test_imagenet_18v34_reports_fig4_and_table2(tmp_path, prepared_imagenet):
+  """He 2015's ImageNet experiment end to end on the fixture's photos (tiny widths): four runs
+  streamed from the prepared directory, the 10-crop table beside the paper's, Fig. 4's curves."""
+  module = load(os.path.join(REPO, "experiments", "imagenet_18v34.py"))
+  assert "make imagenet-18v34" in module.__doc__
+  with open(os.path.join(REPO, "Makefile")) as f:
+    assert "--config=experiments/imagenet_18v34.py:$(IMAGENET_DATASET)" in f.read()
+  config = module.get_config("imagenet_fixture,smoke")
+  assert config.train.dataset == "imagenet" and config.train.eval_crops == 10
+  assert config.models == ("plain18_imagenet", "plain34_imagenet", "resnet18_imagenet:A",
+                           "resnet34_imagenet:A")
+  # The 18-layer pair only (the 34-layer nets are the same code, twice the compile time); all
+  # four run in the slow test of `make imagenet-18v34`.
+  config.models = config.models[::2]
+  config.train.update(data_dir=prepared_imagenet, model_options="widths=(4, 8, 8, 8)",
+                      image_size=16, scale_range=(18, 30), resize_size=18)
+  summary = experiment.run_experiment(config, str(tmp_path), progress=False)
+  assert list(summary["models"]) == ["plain18_imagenet", "resnet18_imagenet:A"]
+  report = (tmp_path / "report.md").read_text()
+  assert "| resnet18_imagenet:A |" in report and "27.94 / –" in report
+  assert summary["models"]["plain18_imagenet"]["test_error_10crop"]["n"] == 1
+  assert (tmp_path / "figures" / "training_curves.png").exists()
+  with pytest.raises(ValueError, match="DATA"):
+    module.get_config("cifar10")
+
+
+@pytest.mark.slow
+def test_make_imagenet_18v34_on_the_fixture(tmp_path):
+  """The Makefile target as a user types it: the fixture written and prepared under build/, the
+  four nets trained for two steps at 32 px, the report."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  done = subprocess.run(["make", "--no-print-directory", "imagenet-18v34",
+                         "DATASET=imagenet_fixture,smoke", f"WORKDIR={tmp_path}"], cwd=REPO,
+                        capture_output=True, text=True, timeout=3600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  report = (tmp_path / "imagenet_18v34" / "report.md").read_text()
+  for model in ("plain18_imagenet", "plain34_imagenet", "resnet18_imagenet:A",
+                "resnet34_imagenet:A"):
+    assert f"| {model} |" in report

@@ -6,24 +6,15 @@ import chex
 import jax
 import numpy as np
 import pytest
+from imagenet_fixture import make_prepared
 
 from resnet_jax import checkpoint, configs, errors, evaluate, metrics_io, parallel, runs, train
-from resnet_jax.data import fixtures, imagenet, prepare_imagenet, records
-
-
-def make_prepared(root, seed=0, num_classes=3) -> str:
-  raw = os.path.join(root, "raw")
-  fixtures.write_imagenet_fixture(raw, num_classes=num_classes, train_per_class=6,
-                                  val_per_class=2, seed=seed)
-  out = os.path.join(root, "prepared")
-  prepare_imagenet.prepare(os.path.join(raw, "train"), os.path.join(raw, "val"), out,
-                           train_shards=2, val_shards=1, workers=1, progress=False)
-  return out
+from resnet_jax.data import imagenet, records
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-  return make_prepared(str(tmp_path_factory.mktemp("fixture")))
+def prepared(prepared_imagenet):
+  return prepared_imagenet
 
 
 def tiny_config(prepared_dir, **overrides):

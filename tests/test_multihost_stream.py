@@ -10,7 +10,7 @@ import time
 
 import chex
 import pytest
-from test_imagenet_train import make_prepared
+from imagenet_fixture import make_prepared
 from test_multihost import REPO, TIMEOUT_S, _env, _fail, _free_port, _kill, _wait
 
 from resnet_jax import checkpoint, metrics_io

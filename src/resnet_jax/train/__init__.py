@@ -60,7 +60,7 @@ def _setup(config, workdir: str, source: data.Dataset | records.Prepared,
   init_rng, data_rng, aug_rng = jax.random.split(jax.random.key(config.seed), 3)
   init = functools.partial(create_train_state, model, tx,
                            image_shape=runs.image_shape(config, source))
-  state = jax.jit(init, out_shardings=repl)(init_rng)
+  state = parallel.compile_init(init, mesh)(init_rng)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored = checkpoint.restore_latest(mngr, state)
   if restored is not None:
