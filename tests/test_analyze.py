@@ -43,9 +43,9 @@ def loaded_splits(monkeypatch):
   calls = []
   load_run = runs.load_run
 
-  def recording(workdir, splits=("test",), step=None):
+  def recording(workdir, splits=("test",), step=None, overrides=None):
     calls.append(tuple(splits))
-    return load_run(workdir, splits=splits, step=step)
+    return load_run(workdir, splits=splits, step=step, overrides=overrides)
   monkeypatch.setattr(runs, "load_run", recording)
   return calls
 

@@ -22,7 +22,7 @@ import pytest
 import safetensors.numpy
 from config_files import REPO
 
-from resnet_jax import checkpoint, configs, convert, metrics_io, pretrained, runs
+from resnet_jax import analyze, checkpoint, configs, convert, metrics_io, pretrained, runs
 from resnet_jax.convert import torch_layout
 from resnet_jax.errors import (
   CheckpointMismatchError,
@@ -193,10 +193,11 @@ def test_the_command_writes_a_run_and_torch_loads_its_way_back(peer, torch_net, 
   assert "53 num_batches_tracked ignored" in done.stdout
 
   config = runs.read_config(out)
-  assert (config.model, config.model_options, config.dataset, config.num_classes) == (
-      "resnet50_imagenet", "stride_in_3x3=True", "imagenet", 1000)
+  assert (config.model, config.model_options, config.dataset, config.num_classes,
+          config.normalization) == (
+      "resnet50_imagenet", "stride_in_3x3=True", "imagenet", 1000, "channel_mean_std")
   as_json = lambda c: json.loads(json.dumps(c.to_dict()))
-  set_here = ("model", "model_options", "dataset", "num_classes")
+  set_here = ("model", "model_options", "dataset", "num_classes", "normalization")
   assert {k: v for k, v in as_json(config).items() if k not in set_here} == {
       k: v for k, v in as_json(configs.base_config()).items() if k not in set_here}
   assert runs.build_model(config, config.num_classes) == our_model("resnet50")
@@ -217,6 +218,25 @@ def test_the_command_writes_a_run_and_torch_loads_its_way_back(peer, torch_net, 
   logits = safetensors.numpy.load_file(str(tmp_path / "logits"))["logits"]
   original = safetensors.numpy.load_file(os.path.join(directory, "io.safetensors"))["logits"]
   assert np.array_equal(logits, original)  # bit for bit: the same tensors in the same net
+
+
+@pytest.mark.slow  # a ResNet-50 at 224 px through every analysis: minutes on a CPU
+def test_the_analyses_run_on_torchvisions_resnet50(torch_net, prepared_imagenet, tmp_path):
+  """torchvision's own ResNet-50 (random weights and BN statistics), converted by the command and
+  analysed at its size, 224 px of 256, on the fixture's photos (`python -m resnet_jax.analyze
+  --workdir=DIR --data_dir=PREPARED --num_images=4 ...`)."""
+  source = os.path.join(torch_net("torchvision", "resnet50"), "state.safetensors")
+  out = str(tmp_path / "run")
+  done = command(f"--input={source}", "--model=resnet50_imagenet", f"--out={out}")
+  assert done.returncode == 0, done.stderr
+  settings = configs.analysis_config()
+  settings.update(num_images=4, path_images=2, samples_per_length=1, lesion_samples=1)
+  result = analyze.analyze_run(out, "all", settings, progress=False, data_dir=prepared_imagenet)
+  assert (result["data"]["image_size"], result["data"]["resize_size"]) == (224, 256)
+  assert result["num_blocks"] == 16 and set(result["analyses"]) == {"response_std", "lesion",
+                                                                    "paths"}
+  assert np.all(np.isfinite(result["paths_exact"]["norm"]))
+  assert np.all(np.isfinite(list(result["response_std"].values())))
 
 
 # What follows needs no torch: state dicts in torchvision's layout are made from our own
@@ -251,6 +271,25 @@ def test_the_way_back_and_forth_is_exact():
   back = convert.from_torch_state_dict(state, model)
   assert jax.tree.all(jax.tree.map(np.array_equal, back, variables))
   assert jax.tree.structure(back) == jax.tree.structure(variables)
+
+
+def test_random_weights_are_drawn_as_torchvision_initialises_them():
+  state = convert.random_state_dict("resnet50_imagenet", num_classes=10, seed=1)
+  model = our_model("resnet50", num_classes=10)
+  # Every key of the net, in torchvision's order, as float32.
+  assert list(state) == list(convert.to_torch_state_dict(random_variables(model), model))
+  assert {v.dtype for v in state.values()} == {np.dtype(np.float32)}
+  conv = state["layer3.2.conv2.weight"]  # He-normal, fan_out = 256 * 3 * 3
+  assert conv.shape == (256, 256, 3, 3)
+  assert abs(conv.mean()) < 1e-3 and conv.std() == pytest.approx(np.sqrt(2 / (256 * 9)), rel=0.02)
+  bn = [state[f"layer2.1.bn2.{t}"] for t in ("weight", "bias", "running_mean", "running_var")]
+  assert [float(np.unique(t)[0]) for t in bn] == [1.0, 0.0, 0.0, 1.0]
+  assert state["fc.weight"].shape == (10, 2048)
+  bound = 1 / np.sqrt(2048)
+  assert np.abs(state["fc.weight"]).max() <= bound and np.abs(state["fc.bias"]).max() <= bound
+  assert state["fc.weight"].std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+  other = convert.random_state_dict("resnet50_imagenet", num_classes=10, seed=2)
+  assert not np.array_equal(state["conv1.weight"], other["conv1.weight"])
 
 
 @pytest.mark.parametrize("name,options,match", [

@@ -251,6 +251,9 @@ def analysis_config() -> ml_collections.ConfigDict:
                              # (Veit et al.: 5-17 of 54 blocks)
   c.samples_per_length = 100  # sampled single paths per length (Veit used about 1000)
   c.lesion_samples = 20      # random subsets / orders per point of the deletion and reorder sweeps
+  c.max_batch = 0            # images through the net at once, each mask row, route and path copy
+                             # counted (memory); 0: 512 at 32x32 pixels, as many pixels at any size
+                             # (ResNet-50 at 224: 10; a GPU holds far more: --max_batch=256)
   c.seed = 0
   return c
 

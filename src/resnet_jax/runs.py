@@ -320,15 +320,37 @@ def read_results(workdir: str) -> dict[str, Any] | None:
   return results
 
 
-def load_run(workdir: str, splits: Sequence[str] = ("test",), step: int | None = None):
+def model_classes(config: ml_collections.ConfigDict, data_classes: int) -> int:
+  """The class count of the run's net: a converted run's own (its config's num_classes, the rows
+  of the file's fc layer), else its data set's.
+
+  A converted ImageNet net reads data of fewer classes as its first classes (the offline fixture's
+  labels 0, 1, 2 are the net's classes 0, 1, 2, whatever the photos show).
+
+  Raises:
+    ConfigMismatchError: data with more classes than the converted net has.
+  """
+  classes = config.get("num_classes") or data_classes
+  if data_classes > classes:
+    raise ConfigMismatchError(f"the data hold {data_classes} classes and the net {classes}: its "
+                              "head cannot name every label")
+  return classes
+
+
+def load_run(workdir: str, splits: Sequence[str] = ("test",), step: int | None = None,
+             overrides: dict[str, Any] | None = None):
   """(config, dataset, model, variables) of the run in `workdir` at checkpoint `step` (default:
   the latest).
 
   Only `splits` of the data set are loaded (the test split by default: what the analyses read).
+  `overrides` are config fields set before the data are loaded: where they are (LOCATION_FIELDS)
+  and, for a streamed data set, how many images are read and how they are cropped (`limit`,
+  `image_size`, `resize_size`); the returned config holds them.
   """
   config = read_config(workdir)
+  config.update(overrides or {})
   dataset = load_data(config, splits)
-  model = build_model(config, dataset.num_classes)
+  model = build_model(config, model_classes(config, dataset.num_classes))
   restored = checkpoint.restore_saved(checkpoint.manager(workdir), step)
   variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
   return config, dataset, model, variables

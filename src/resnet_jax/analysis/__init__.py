@@ -20,7 +20,7 @@ All analyses run BN in eval mode, take variables {"params", "batch_stats"}, NHWC
 (finite: NaN or inf pixels are refused, naming the images) and integer labels, and compile once
 per model and chunk shape (masks, routes and orders are traced).
 """
-from resnet_jax.analysis._common import random_batches
+from resnet_jax.analysis._common import DEFAULT_MAX_BATCH, random_batches
 from resnet_jax.analysis.columns import (
     ColumnAnalysis,
     column_analysis,
@@ -57,11 +57,11 @@ from resnet_jax.analysis.reorder import LesionReorder, kendall_tau, lesion_reord
 from resnet_jax.analysis.responses import response_layer_names, response_std, sorted_response_std
 
 __all__ = [
-    "ColumnAnalysis", "ExactPathGradients", "LesionK", "LesionReorder", "SampledPathGradients",
-    "block_input_shape", "column_analysis", "column_errors", "column_masks", "effective_paths",
-    "exact_path_gradients", "kendall_tau", "lesion_branch_errors", "lesion_branches",
-    "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits", "lesion_reorder",
-    "lesion_single", "log2_num_paths", "path_counts", "path_length_distribution", "random_batches",
-    "response_layer_names", "response_std", "sampled_path_gradients", "single_path_gradient",
-    "single_path_gradients", "sorted_response_std", "window_share",
+    "DEFAULT_MAX_BATCH", "ColumnAnalysis", "ExactPathGradients", "LesionK", "LesionReorder",
+    "SampledPathGradients", "block_input_shape", "column_analysis", "column_errors", "column_masks",
+    "effective_paths", "exact_path_gradients", "kendall_tau", "lesion_branch_errors",
+    "lesion_branches", "lesion_damage", "lesion_errors", "lesion_k", "lesion_logits",
+    "lesion_reorder", "lesion_single", "log2_num_paths", "path_counts", "path_length_distribution",
+    "random_batches", "response_layer_names", "response_std", "sampled_path_gradients",
+    "single_path_gradient", "single_path_gradients", "sorted_response_std", "window_share",
 ]

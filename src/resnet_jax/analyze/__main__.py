@@ -1,4 +1,5 @@
-"""`python -m resnet_jax.analyze --workdir=DIR [--analysis=...]`: analyse a trained run."""
+"""`python -m resnet_jax.analyze --workdir=DIR [--analysis=...]`: analyse a trained or converted
+run (a converted ImageNet net: `--data_dir=PREPARED --num_images=N`)."""
 import os
 
 from absl import flags
@@ -11,7 +12,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _ANALYSIS = flags.DEFINE_string("analysis", "all",
                                 "response_std | lesion | paths | all (comma-separated).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", _DEFAULTS.num_images,
-                                   "Test images for responses and lesions (0: all).")
+                                   "Test images for responses and lesions (0: all; a streamed "
+                                   "data set needs a number).")
 _PATH_IMAGES = flags.DEFINE_integer("path_images", _DEFAULTS.path_images,
                                     "Images per path-gradient batch.")
 _PATH_SPLIT = flags.DEFINE_enum("path_split", _DEFAULTS.path_split, analyze.PATH_SPLITS,
@@ -25,6 +27,16 @@ _SAMPLES = flags.DEFINE_integer("samples_per_length", _DEFAULTS.samples_per_leng
                                 "Sampled single paths per length (Veit: ~1000).")
 _LESION_SAMPLES = flags.DEFINE_integer("lesion_samples", _DEFAULTS.lesion_samples,
                                        "Random subsets / orders per sweep point.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's data are, if not where its "
+                                "config says (a converted net's names none: a prepared ImageNet "
+                                "directory).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "A streamed data set's crop side (0: the "
+                                   "run's; 224 for a converted net).")
+_RESIZE_SIZE = flags.DEFINE_integer("resize_size", 0, "A streamed data set's shorter side before "
+                                    "the centre crop (0: the run's; 256 for a converted net).")
+_MAX_BATCH = flags.DEFINE_integer("max_batch", _DEFAULTS.max_batch,
+                                  "Images per pass, mask rows, routes and path copies counted "
+                                  "(0: 512 at 32x32, as many pixels at larger sizes).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -41,9 +53,10 @@ def main(argv):
   settings.update(dict(num_images=_NUM_IMAGES.value, path_images=_PATH_IMAGES.value,
                        path_split=_PATH_SPLIT.value, path_batch=_PATH_BATCH.value,
                        path_window=window, samples_per_length=_SAMPLES.value,
-                       lesion_samples=_LESION_SAMPLES.value))
+                       lesion_samples=_LESION_SAMPLES.value, max_batch=_MAX_BATCH.value))
   settings = analyze.resolve_settings(settings)
-  result = analyze.analyze_run(_WORKDIR.value, names, settings)
+  result = analyze.analyze_run(_WORKDIR.value, names, settings, data_dir=_DATA_DIR.value,
+                               image_size=_IMAGE_SIZE.value, resize_size=_RESIZE_SIZE.value)
   for name in names:
     if name in result["skipped"]:
       print(f"skipped {name}: {result['skipped'][name]}")

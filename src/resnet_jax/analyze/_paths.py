@@ -20,13 +20,14 @@ EFFECTIVE_FRACTION = 0.9
 
 
 def compute(model, variables, images, labels, settings: ml_collections.ConfigDict,
-            key: jax.Array) -> dict[str, Any]:
+            key: jax.Array, max_batch: int = analysis.DEFAULT_MAX_BATCH) -> dict[str, Any]:
   """Sampled and exact gradients by path length, effective windows and the protocol record.
 
   Args:
     images, labels: [N, H, W, C] and [N] of settings.path_split, to draw the batches from.
     settings: resolved analysis settings (`analyze.resolve_settings`).
     key: the analyses' key.
+    max_batch: images per pass, each route and path copy counted.
   """
   size = settings.path_images
   samples = settings.samples_per_length
@@ -34,13 +35,16 @@ def compute(model, variables, images, labels, settings: ml_collections.ConfigDic
     batch = np.arange(min(size, images.shape[0]))
     sampled = analysis.sampled_path_gradients(model, variables, images[:size], labels[:size],
                                               jax.random.fold_in(key, 3),
-                                              samples_per_length=samples)
+                                              samples_per_length=samples,
+                                              max_batch=max_batch)
   else:
     batch = analysis.random_batches(jax.random.fold_in(key, 4), 1, images.shape[0], size)[0]
     sampled = analysis.sampled_path_gradients(model, variables, images, labels,
                                               jax.random.fold_in(key, 3),
-                                              samples_per_length=samples, batch_size=size)
-  exact = analysis.exact_path_gradients(model, variables, images[batch], labels[batch])
+                                              samples_per_length=samples, batch_size=size,
+                                              max_batch=max_batch)
+  exact = analysis.exact_path_gradients(model, variables, images[batch], labels[batch],
+                                        max_batch=max_batch)
   return {
       # Routes, batches and the [n+1, N, H, W, C] gradients stay in memory; norms are saved.
       "paths_sampled": _fields(sampled, ("routes", "batches")),
@@ -87,7 +91,8 @@ def protocol(settings: ml_collections.ConfigDict, split_images: int,
     exact = "on those same images"
   else:
     sampled = (f"each sampled path on its own random batch of {size} distinct {split} images, "
-               f"drawn from the split's {split_images} images (seed: settings.seed)")
+               f"drawn from the {split_images} {split} images loaded (seed: settings.seed; a "
+               "split held in memory whole, a streamed one's first images: see \"data\")")
     exact = (f"on one random batch of {size} {split} images, the size of the sampled paths' "
              "batches (indices: exact_images)")
   return {"split": split, "batch": settings.path_batch, "batch_size": size,

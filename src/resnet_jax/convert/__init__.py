@@ -9,6 +9,8 @@ mapping). torchvision's and timm's bottleneck nets are "v1.5" (stride in the 3x3
 runs here are built with `stride_in_3x3=True`, which the command sets itself.
 
 Library:
+  random_state_dict(model_name): an untrained net's state dict, initialised as torchvision
+    initialises its ResNets (what converts where no trained weights can be had: offline, tests)
   from_torch_state_dict(state_dict, model) -> {"params", "batch_stats"}
   to_torch_state_dict(variables, model) -> {key: array}, its exact inverse
   read_state_dict(path), write_safetensors(state_dict, path): the files (numpy; torch only to read
@@ -16,10 +18,12 @@ Library:
   from_torch_file(path, model_name, out) and to_torch_file(workdir, path): what the command does.
 
 A converted directory reads as a run (`runs.read_config`, `checkpoint.restore_saved`): evaluation,
-the analyses and fine-tuning (`pretrained.initial_variables`) take it; no training resumes in it
-(it holds the weights, not an optimizer state). It holds
+the analyses (`python -m resnet_jax.analyze --workdir=DIR --data_dir=PREPARED --num_images=500`)
+and fine-tuning (`pretrained.initial_variables`) take it; no training resumes in it (it holds the
+weights, not an optimizer state). It holds
   config.json       `configs.base_config()` with model, model_options ("stride_in_3x3=True" for
-                    the bottleneck nets, else ""), dataset "imagenet", and num_classes, a field
+                    the bottleneck nets, else ""), dataset "imagenet", normalization
+                    "channel_mean_std" (as the streamed path reads it), and num_classes, a field
                     only converted runs carry: the rows of the file's fc layer (a run trained here
                     takes its class count from its data set);
   checkpoints/0/    {"params", "batch_stats"} as float32 numpy arrays (`checkpoint.save_variables`);
@@ -39,6 +43,7 @@ from resnet_jax import checkpoint, configs, metrics_io, runs
 from resnet_jax.convert.files import read_state_dict, write_safetensors
 from resnet_jax.convert.torch_layout import (
   IGNORED_SUFFIX,
+  entries,
   from_torch_state_dict,
   to_torch_state_dict,
 )
@@ -46,7 +51,8 @@ from resnet_jax.errors import CheckpointMismatchError, ConversionError, NoRunErr
 from resnet_jax.models import blocks
 
 __all__ = ["CONVERTED_FILE", "DATASET", "from_torch_file", "from_torch_state_dict",
-           "read_state_dict", "to_torch_file", "to_torch_state_dict", "write_safetensors"]
+           "random_state_dict", "read_state_dict", "to_torch_file", "to_torch_state_dict",
+           "write_safetensors"]
 
 CONVERTED_FILE = "converted.json"
 DATASET = "imagenet"
@@ -62,6 +68,8 @@ def converted_config(model_name: str, num_classes: int) -> ml_collections.Config
   """
   config = configs.base_config()
   config.model, config.dataset = model_name, DATASET
+  # torchvision's and timm's nets take images normalised by ImageNet's channel mean and std.
+  config.normalization = "channel_mean_std"
   config.num_classes = num_classes
   model = _build(config)
   block = getattr(getattr(model, "block", None), "func", None)
@@ -75,6 +83,35 @@ def _build(config: ml_collections.ConfigDict):
     return runs.build_model(config, config.num_classes)
   except ValueError as err:
     raise ConversionError(str(err)) from None
+
+
+def random_state_dict(model_name: str, num_classes: int = DEFAULT_CLASSES,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+  """The state dict of an untrained torchvision ResNet (`torchvision.models.resnet50()` without
+  weights), float32: the distributions torchvision initialises it from, drawn with numpy (not
+  torch's numbers). Convolutions He-normal with fan_out (std sqrt(2 / (out * kh * kw))), BatchNorm
+  weight 1, bias 0, running mean 0 and variance 1, fc weight and bias uniform in
+  +-1/sqrt(in_features) (torch's Linear).
+
+  Raises:
+    ConversionError: a model with no torchvision counterpart.
+  """
+  layout = entries(_build(converted_config(model_name, num_classes)))
+  fc_inputs = next(e.shape[1] for e in layout if e.key == "fc.weight")
+  rng = np.random.default_rng(seed)
+  state = {}
+  for entry in layout:
+    module, tensor = entry.key.rsplit(".", 1)
+    if len(entry.shape) == 4:
+      out, _, kh, kw = entry.shape
+      value = rng.normal(0.0, np.sqrt(2.0 / (out * kh * kw)), entry.shape)
+    elif module == "fc":
+      bound = 1.0 / np.sqrt(fc_inputs)
+      value = rng.uniform(-bound, bound, entry.shape)
+    else:
+      value = np.full(entry.shape, 1.0 if tensor in ("weight", "running_var") else 0.0)
+    state[entry.key] = value.astype(np.float32)
+  return state
 
 
 def _sha256(path: str) -> str:

@@ -8,7 +8,10 @@ The checkpoint is a training run's workdir, or a directory that `python -m resne
 wrote from torchvision's or timm's weights; the model and data come from --config (where the
 checkpoint directory saved a config, its model must be the same: a v1.5 torchvision ResNet-50 is
 `resnet50,modern`). Streamed data sets are read by the decoding workers of the training stream,
-centre crop(s) of the shorter side resized to `resize_size` (torchvision's eval transform).
+centre crop(s) of the shorter side resized to `resize_size` (torchvision's eval transform). A
+converted net keeps its 1000 classes on data of fewer (`runs.model_classes`): the offline
+fixture's labels 0, 1, 2 are read as ImageNet's first classes, so its errors test the path, not
+the weights.
 
 Expected with torchvision's V1 weights (`python -m resnet_jax.convert --input=resnet50.pth ...`),
 one centre crop at 224 of 256: top-1 accuracy 69.76 / 73.31 / 76.13 / 77.37 / 78.31 % for
@@ -29,17 +32,19 @@ from resnet_jax.train_state import TrainState
 MODEL_FIELDS = ("model", "shortcut", "model_options")
 
 
-def check_same_model(config: ml_collections.ConfigDict, checkpoint_dir: str) -> None:
-  """Refuses a checkpoint directory whose saved config names another model (ConfigMismatchError);
-  a directory without a config.json passes (its parameters are checked when restored)."""
+def check_same_model(config: ml_collections.ConfigDict,
+                     checkpoint_dir: str) -> ml_collections.ConfigDict | None:
+  """The checkpoint directory's saved config (None where it has no config.json: its parameters
+  are checked when restored); ConfigMismatchError where it names another model."""
   if not os.path.exists(os.path.join(checkpoint_dir, metrics_io.CONFIG_FILE)):
-    return
+    return None
   saved = runs.read_config(checkpoint_dir)
   differ = [f"{k}: {saved.get(k, '')!r} there, {config[k]!r} here" for k in MODEL_FIELDS
             if saved.get(k, "") != config[k]]
   if differ:
     raise ConfigMismatchError(f"{checkpoint_dir} holds another model than --config's "
                               f"({'; '.join(differ)}): pass the config of its model")
+  return saved
 
 
 def restore_state(model, checkpoint_dir: str, image_shape, mesh, step: int | None = None
@@ -67,9 +72,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint_dir: str, 
   config = runs.check_config(config)
   if crops not in runs.EVAL_CROPS or (crops > 1 and not runs.streamed(config)):
     raise ConfigError(f"--crops must be 1, or 10 for a streamed data set (imagenet); got {crops}")
-  check_same_model(config, checkpoint_dir)
+  saved = check_same_model(config, checkpoint_dir)
   source = runs.open_data(config)
-  model = runs.build_model(config, runs.num_classes(source))
+  # A converted net keeps its own classes (1000) on data of fewer (the fixture's).
+  model = runs.build_model(config, runs.model_classes(saved or config, runs.num_classes(source)))
   mesh = parallel.make_mesh()
   state, note = restore_state(model, checkpoint_dir, runs.image_shape(config, source), mesh, step)
   keys = parallel.replicate((jax.random.key(0), jax.random.key(1)), mesh)
