@@ -86,3 +86,41 @@ def test_gradients_inside_control_flow_are_canonical_convolutions():
   assert "wrapped_convolution" not in hlo(layers.sliced_grad_conv(8))
   chex.assert_trees_all_close(grads(layers.sliced_grad_conv(8))(x, k, 1.0),
                               grads(jax.lax.conv_general_dilated)(x, k, 1.0), **TOL)
+
+
+def test_skipped_stochastic_depth_matches_the_plain_convolutions():
+  # Stochastic depth skips dropped branches under `nn.cond`; with this conv inside the
+  # conditional the outputs and gradients are those of the plain convolutions.
+  images = jax.random.normal(jax.random.key(1), (32, 8, 8, 3))
+  plain, canonical = (get_model("resnet14", widths=(4, 8, 8), stochastic_depth=0.5,
+                                conv_grad_chunks=c) for c in (1, 2))
+  variables = plain.init(jax.random.key(0), images[:1])
+
+  def loss(model, params, key):
+    logits, _ = model.apply({**variables, "params": params}, images, train=True,
+                            mutable=["batch_stats"], rngs={"minibatch": key, "dropout": key})
+    return jnp.mean(logits[:, 0] * jnp.arange(32)), logits
+
+  grad = jax.jit(jax.grad(loss, argnums=1, has_aux=True), static_argnums=0)
+  for seed in range(3):  # draws that drop different blocks
+    chex.assert_trees_all_close(grad(canonical, variables["params"], jax.random.key(seed)),
+                                grad(plain, variables["params"], jax.random.key(seed)), **TOL)
+
+
+def test_gradients_under_shard_map_match_lax_conv():
+  # Per-device BN runs the step under shard_map: each device differentiates its own shard.
+  mesh = jax.make_mesh((2,), ("d",), devices=jax.devices()[:2])
+  x = jax.random.normal(jax.random.key(0), (64, 8, 8, 4))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 8)) / 6
+  spec = jax.sharding.PartitionSpec
+
+  def grads(conv):
+    def per_device(x, k):  # as parallel.py: replicated in, each device takes its shard
+      x, k = jax.lax.pcast((x, k), "d", to="varying")
+      x = jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index("d") * 32, 32)
+      loss = lambda x, k: jnp.mean(jnp.sin(conv(x, k, (1, 1), ((1, 1), (1, 1)),
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))))
+      return jax.lax.pmean(jax.grad(loss, argnums=(0, 1))(x, k), "d")
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=spec(), out_specs=spec()))(x, k)
+  chex.assert_trees_all_close(grads(layers.sliced_grad_conv(8)),
+                              grads(jax.lax.conv_general_dilated), **TOL)
