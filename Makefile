@@ -44,8 +44,8 @@ EXPERIMENTS := degradation shortcuts responses depth-1202 preact lesion paths st
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-torch lock test test-all lint bench bench-peer bench-compile \
-	bench-analysis bench-densenet bench-seeds bench-input gpu-campaign clean demo all \
-	imagenet-18v34 imagenet-fixture fashion-mnist-jpeg \
+	bench-analysis bench-densenet bench-seeds bench-input bench-xla-cpu gpu-campaign clean demo \
+	all imagenet-18v34 imagenet-fixture fashion-mnist-jpeg \
 	$(EXPERIMENTS)
 
 help: ## list the targets (this text)
@@ -140,17 +140,17 @@ clean: ## remove .venv and build files
 bench: $(STAMP) ## train-step images/s: real data path vs a one-batch data set
 	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/throughput.py
-	$(PY) benchmarks/stochastic_depth.py --depth=20 --image_size=16 --batch_size=64
+	$(PY) benchmarks/stochastic_depth.py --depth=110 --rounds=3 --steps=3
 
 bench-seeds: $(STAMP) ## images/s of several seeds in one compiled step vs one run per seed
 	$(PY) benchmarks/joint_seeds.py
 
 # The peer's torch may live in another Python (a CPU wheel exists for fewer Python versions).
-# PEER_FLAGS: benchmarks/peer.py's flags; by default our step before (plain 3x3 convolutions) and
-# after (the default conv_grad_chunks) the CPU convolution work, side by side.
+# PEER_FLAGS: benchmarks/peer.py's flags, e.g. --models=resnet20,resnet56,resnet110 for the ResNets
+# alone, --ours="conv_grad_chunks=1;" for the plain convolutions beside the default (ResNets only).
 TORCH_PYTHON ?= $(PY)
-PEER_FLAGS ?= --ours="conv_grad_chunks=1;"
-bench-peer: $(STAMP) ## our train step vs PyTorch's on ResNet-20/56/110 (torch: the [bench] extra)
+PEER_FLAGS ?=
+bench-peer: $(STAMP) ## our train step vs PyTorch's: ResNet-20/56/110 and one net per descendant family
 	@$(TORCH_PYTHON) -c "import torch" 2>/dev/null || { echo "bench-peer needs torch in \
 	$(TORCH_PYTHON): $(PY) -m pip install -e '.[bench]', or TORCH_PYTHON=a Python that has it"; \
 	exit 1; }
@@ -169,6 +169,9 @@ bench-densenet: $(STAMP) ## DenseNet-BC peak memory and step time, with and with
 bench-input: $(STAMP) ## the streamed input path: decode, pipeline with 1 and 2 workers, fed step
 	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/input.py
+
+bench-xla-cpu: $(STAMP) ## minimal reproductions of two XLA:CPU traps in convolution gradients
+	$(PY) benchmarks/xla_cpu_traps.py
 
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps
 	$(PY) benchmarks/versions.py

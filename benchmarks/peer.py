@@ -1,17 +1,20 @@
 """Our train step against PyTorch's on the same net (`make bench-peer`): JSON lines and a table.
 
-For each CIFAR ResNet (resnet20, resnet56, resnet110 by default) it times one SGD step at the
-same batch, image size and precision (float32) on both sides:
+For each net of `--models` (the CIFAR ResNets resnet20, resnet56, resnet110 and one of each
+descendant family by default: WRN-16-4, PyramidNet-110 (alpha 48), DenseNet-BC-100 (k = 12) and
+FractalNet (C = 3)) it times one SGD step at the same batch, image size and precision (float32)
+on both sides:
   * "ours": the project's compiled step (`parallel.compile_train_step` over `steps.train_step`,
     as `make bench` times it) over a training set of exactly one batch, so its batch is as good as
     made. It still gathers that batch and applies the recipe's pad-crop-flip, which the peer does
     not do (a few percent of the step at most), and it computes the step's metrics;
-  * "torch_eager" and "torch_compile": the same net in PyTorch (`torch_resnet.py`, channels_last;
-    its parameter count is checked against ours), forward, softmax cross-entropy, backward and
-    SGD with momentum 0.9 and weight decay 1e-4, eager and under `torch.compile`, with every core
-    as threads. They run in a worker process (`torch_resnet.py` as a script) under
-    `--torch_python`, by default this Python: the driver imports no torch, so it runs on a Python
-    for which no CPU torch wheel exists, and the two thread pools never share a process.
+  * "torch_eager" and "torch_compile": the same net in PyTorch (`torch_resnet.py`,
+    `torch_descendants.py`, channels_last; its parameter count is checked against ours),
+    forward, softmax cross-entropy, backward and SGD with momentum 0.9 and weight decay 1e-4,
+    eager and under `torch.compile`, with every core as threads. They run in a worker process
+    (`torch_resnet.py` as a script) under `--torch_python`, by default this Python: the driver
+    imports no torch, so it runs on a Python for which no CPU torch wheel exists, and the two
+    thread pools never share a process.
 
 The variants alternate (ours, torch eager, torch compile, ours, ...) for `--rounds` rounds of
 `--steps` steps after a warm-up that compiles each. Each row reports the median ms/step and, for
@@ -19,6 +22,11 @@ each of our variants, the median over rounds of the paired ratio ours / peer (be
 faster). `--ours` times several of our model options side by side (e.g.
 `--ours="conv_grad_chunks=1;"` for the plain convolutions and the default); their rows also give
 the paired ratio to the first of them.
+A net of `--models` may carry variants, options given to both sides (ours: `get_model`'s
+overrides; the twin takes the same), as `name[options|options]`: e.g.
+`densenet_bc100_k12[memory_efficient=False|memory_efficient=True]` times the plain and the
+memory-efficient DenseNet-BC side by side, and each row after the first of a net gives every
+side's paired ratio to that first ("plain") variant.
 `--device=cuda` runs both sides on the first GPU (a CUDA jaxlib and a CUDA torch needed).
 `--dtype=bfloat16` times mixed precision on both sides: our `config.dtype="bfloat16"` (bf16
 compute; float32 parameters, BatchNorm statistics, loss and update) against torch's autocast.
@@ -63,11 +71,25 @@ def jax_device(kind: str) -> jax.Device:
              f"(installed: {jax.default_backend()})")
 
 
-def cifar_depth(name: str) -> int:
-  found = re.fullmatch(r"resnet(\d+)", name)
-  if found is None or (int(found.group(1)) - 2) % 6:
-    sys.exit(f"the peer exists for the CIFAR ResNets resnet{{6n+2}} only, got {name!r}")
-  return int(found.group(1))
+DESCENDANTS = ("wrn16_4,pyramidnet110_a48,densenet_bc100_k12[memory_efficient=False|"
+               "memory_efficient=True],fractalnet_c3[drop_path=0.0,global_drop=0.0|]")
+MODELS = "resnet20,resnet56,resnet110," + DESCENDANTS
+
+
+def parse_models(text: str) -> list[tuple[str, list[str]]]:
+  """"a,b[o1|o2]" -> [("a", [""]), ("b", ["o1", "o2"])]: each net with its variants' options."""
+  specs = []
+  for found in re.finditer(r"([\w.]+)(?:\[([^\]]*)\])?(?:,|$)", text):
+    if found.group(1):
+      specs.append((found.group(1), found.group(2).split("|") if found.group(2) is not None
+                    else [""]))
+  if ",".join(n + (f"[{'|'.join(v)}]" if v != [""] else "") for n, v in specs) != text:
+    sys.exit(f"--models must read name,name[options|options],..., got {text!r}")
+  return specs
+
+
+def joined(*options: str) -> str:
+  return ",".join(o for o in options if o)
 
 
 class Ours:
@@ -171,47 +193,59 @@ def ours_name(options: str) -> str:
   return f"ours[{options}]" if options else "ours"
 
 
-def bench_model(name: str, args, peer: Peer, device: jax.Device) -> list[dict]:
-  """Alternated rounds of every variant of one model; one row per variant."""
-  depth = cifar_depth(name)
-  runners = {}
-  for options in args.ours:
-    try:
-      runners[ours_name(options)] = Ours(name, options, args.batch_size, args.image_size, device,
-                                         args.dtype)
-    except ValueError as err:
-      sys.exit(f"--ours={options!r}: {err}")
-  for variant in args.peers:
-    runners[f"torch_{variant}"] = PeerRun(
-        peer, f"{name}/{variant}", depth=depth, variant=variant, batch_size=args.batch_size,
-        image_size=args.image_size, num_classes=10, dtype=args.dtype)
-  counts = {key: runner.params for key, runner in runners.items()}
-  if len(set(counts.values())) != 1:
-    sys.exit(f"{name}: the nets differ in parameter count: {counts}")
-  cost = runners[ours_name(args.ours[0])].cost  # the same net on every side
+def bench_model(name: str, model_variants: list[str], args, peer: Peer,
+                device: jax.Device) -> list[dict]:
+  """Alternated rounds of every variant of one net (its `model_variants` times ours and the
+  peers); one row per variant."""
+  runners, groups = {}, []
+  for model_options in model_variants:
+    group = {}
+    for options in args.ours:
+      try:
+        group[ours_name(options)] = Ours(name, joined(model_options, options), args.batch_size,
+                                         args.image_size, device, args.dtype)
+      except ValueError as err:
+        sys.exit(f"{name}, options {joined(model_options, options)!r}: {err}")
+    for variant in args.peers:
+      group[f"torch_{variant}"] = PeerRun(
+          peer, f"{name}[{model_options}]/{variant}", model=name,
+          options=configs.parse_model_options(model_options), variant=variant,
+          batch_size=args.batch_size, image_size=args.image_size, num_classes=10,
+          dtype=args.dtype)
+    counts = {key: runner.params for key, runner in group.items()}
+    if len(set(counts.values())) != 1:
+      sys.exit(f"{name}[{model_options}]: the nets differ in parameter count: {counts}")
+    groups.append((model_options, group))
+    runners.update({(model_options, key): runner for key, runner in group.items()})
   times = {key: [] for key in runners}
   for _ in range(args.rounds):
     for key, runner in runners.items():
       times[key].append(runner.run(args.steps))
   ours = [ours_name(o) for o in args.ours]
 
-  def ratio(a: str, b: str) -> float:
+  def ratio(a, b) -> float:
     return round(statistics.median(x / y for x, y in zip(times[a], times[b])), 3)
   rows = []
-  for key, runner in runners.items():
-    ms = 1000 * statistics.median(times[key])
-    if key in ours:
-      ratios = {f"{key}/{other}": ratio(key, other) for other in runners
-                if other not in ours or (other == ours[0] and key != ours[0])}
-    else:
-      ratios = {f"{o}/{key}": ratio(o, key) for o in ours}
-    rows.append({"model": name, "variant": key, "batch_size": args.batch_size,
-                 "image_size": args.image_size, "dtype": args.dtype, "params": runner.params,
-                 "ms_per_step": round(ms, 2),
-                 **hardware_fractions(cost, ms, args.peak_tflops, args.peak_gbps),
-                 "images_per_s": round(1000 * args.batch_size / ms, 1),
-                 "ms_per_round": [round(1000 * t, 2) for t in times[key]],
-                 "ratios": ratios, "setup_s": round(runner.setup_s, 1)})
+  plain = model_variants[0]
+  for model_options, group in groups:
+    cost = group[ours[0]].cost  # the same net on every side
+    for key, runner in group.items():
+      ms = 1000 * statistics.median(times[(model_options, key)])
+      if key in ours:
+        ratios = {f"{key}/{other}": ratio((model_options, key), (model_options, other))
+                  for other in group if other not in ours or (other == ours[0] and key != ours[0])}
+      else:
+        ratios = {f"{o}/{key}": ratio((model_options, o), (model_options, key)) for o in ours}
+      if model_options != plain:
+        ratios[f"{key}/plain"] = ratio((model_options, key), (plain, key))
+      rows.append({"model": name, "model_options": model_options, "variant": key,
+                   "batch_size": args.batch_size, "image_size": args.image_size,
+                   "dtype": args.dtype, "params": runner.params, "ms_per_step": round(ms, 2),
+                   **hardware_fractions(cost, ms, args.peak_tflops, args.peak_gbps),
+                   "images_per_s": round(1000 * args.batch_size / ms, 1),
+                   "ms_per_round": [round(1000 * t, 2) for t in times[(model_options, key)]],
+                   "ratios": ratios, "setup_s": round(runner.setup_s, 1),
+                   "load": round(os.getloadavg()[0], 2)})
   return rows
 
 
@@ -227,19 +261,23 @@ def versions(peer: Peer, device: jax.Device) -> dict:
 def table(rows: list[dict], ours: list[str], peers: list[str]) -> str:
   """A markdown table: one line per model and our variant."""
   peaks = "flop_peak_fraction" in rows[0]
-  head = ["model", "variant", "ours ms"] + [f"torch {p} ms" for p in peers] + [
+  head = ["model", "options", "variant", "ours ms"] + [f"torch {p} ms" for p in peers] + [
       f"ours / torch {p}" for p in peers] + ["ours TFLOP/s"] + (
-      ["ours % of FLOP peak"] if peaks else [])
+      ["ours % of FLOP peak"] if peaks else []) + ["ours / plain"] + [
+      f"torch {p} / plain" for p in peers]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  by_key = {(r["model"], r["variant"]): r for r in rows}
-  for model in dict.fromkeys(r["model"] for r in rows):
+  by_key = {(r["model"], r["model_options"], r["variant"]): r for r in rows}
+  for model, options in dict.fromkeys((r["model"], r["model_options"]) for r in rows):
     for o in ours:
-      row = by_key[(model, o)]
-      cells = [model, o, f"{row['ms_per_step']:.1f}"]
-      cells += [f"{by_key[(model, f'torch_{p}')]['ms_per_step']:.1f}" for p in peers]
+      row = by_key[(model, options, o)]
+      peer_rows = [by_key[(model, options, f"torch_{p}")] for p in peers]
+      cells = [model, options or "-", o, f"{row['ms_per_step']:.1f}"]
+      cells += [f"{r['ms_per_step']:.1f}" for r in peer_rows]
       cells += [f"{row['ratios'][f'{o}/torch_{p}']:.2f}" for p in peers]
       cells += [f"{row['tflops']:.3g}"] + (
           [f"{100 * row['flop_peak_fraction']:.1f}"] if peaks else [])
+      cells += [f"{r['ratios'][k]:.2f}" if (k := f"{r['variant']}/plain") in r["ratios"] else "-"
+                for r in [row] + peer_rows]
       lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -247,7 +285,8 @@ def table(rows: list[dict], ours: list[str], peers: list[str]) -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--models", default="resnet20,resnet56,resnet110")
+  parser.add_argument("--models", default=MODELS,
+                      help="nets, each with its variants' options: name[options|options]")
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--rounds", type=int, default=5)
@@ -279,8 +318,8 @@ def main():
   try:
     common = {"device": args.device, **versions(peer, device)}
     rows = []
-    for name in args.models.split(","):
-      for row in bench_model(name, args, peer, device):
+    for name, model_variants in parse_models(args.models):
+      for row in bench_model(name, model_variants, args, peer, device):
         print(json.dumps({**row, **common}), flush=True)
         rows.append(row)
   finally:

@@ -13,9 +13,11 @@ Run as a script, this file is the peer's timing worker (`python benchmarks/torch
 that the driver, which never imports torch, can alternate rounds with it and the two frameworks'
 thread pools never share a process (or even an interpreter: the driver may run a Python for which
 no CPU torch wheel exists). Commands:
-  {"cmd": "setup", "key": K, "depth": 20, "variant": "eager" | "compile", "batch_size": 128,
-   "image_size": 32, "num_classes": 10, "dtype": "float32" | "bfloat16"}
+  {"cmd": "setup", "key": K, "model": "resnet20", "options": {}, "variant": "eager" | "compile",
+   "batch_size": 128, "image_size": 32, "num_classes": 10, "dtype": "float32" | "bfloat16"}
                                            -> {"params": P, "setup_s": S} (includes compiling)
+  (a CIFAR ResNet here, any other model name a twin of `torch_descendants.py`, which gets the
+  options; "depth": 20 instead of "model" names resnet20)
   {"cmd": "run", "key": K, "steps": N}    -> {"seconds": S} (N steps, synchronised)
   {"cmd": "versions"}                      -> {"torch": ..., "device": ...}
 """
@@ -23,11 +25,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+import torch_descendants  # this directory
 from torch import nn
 
 WIDTHS = (16, 32, 64)
@@ -88,6 +92,16 @@ class CifarResNet(nn.Module):
     return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+def build_net(name: str, num_classes: int, options: dict) -> nn.Module:
+  """The twin of our model `name`: a CIFAR ResNet (no options) or a descendant's."""
+  found = re.fullmatch(r"resnet(\d+)", name)
+  if found:
+    if options:
+      raise ValueError(f"the twin of {name} takes no options, got {sorted(options)}")
+    return CifarResNet(int(found.group(1)), num_classes)
+  return torch_descendants.build(name, num_classes, **options)
+
+
 def num_params(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
 
@@ -125,10 +139,12 @@ class Worker:
     if self.device.type == "cuda":
       torch.cuda.synchronize(self.device)
 
-  def setup(self, key: str, depth: int, variant: str, batch_size: int, image_size: int,
-            num_classes: int, dtype: str = "float32") -> dict:
+  def setup(self, key: str, variant: str, batch_size: int, image_size: int, num_classes: int,
+            dtype: str = "float32", depth: int | None = None, model: str | None = None,
+            options: dict | None = None) -> dict:
     torch.manual_seed(0)
-    net = CifarResNet(depth, num_classes).to(self.device, memory_format=torch.channels_last)
+    net = build_net(model or f"resnet{depth}", num_classes, options or {})
+    net = net.to(self.device, memory_format=torch.channels_last)
     net.train()
     params = num_params(net)
     if variant == "compile":

@@ -1,4 +1,4 @@
-"""`make bench-peer`: the PyTorch twin of our CIFAR ResNet, and a smoke run of the benchmark."""
+"""`make bench-peer`: the PyTorch twins of our nets, and a smoke run of the benchmark."""
 import json
 import os
 import subprocess
@@ -17,12 +17,31 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import torch_resnet  # noqa: E402
 
 
+def our_num_params(name: str, **options) -> int:
+  rngs = {"params": jax.random.key(0), "minibatch": jax.random.key(1),
+          "dropout": jax.random.key(2)}
+  shapes = jax.eval_shape(lambda: get_model(name, **options).init(
+      rngs, np.zeros((1, 32, 32, 3), np.float32)))
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+
+
 @pytest.mark.parametrize("depth", [8, 20, 56, 110])
 def test_torch_net_has_our_parameter_count(depth):
-  shapes = jax.eval_shape(lambda: get_model(f"resnet{depth}").init(
-      jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32)))
-  ours = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
-  assert torch_resnet.num_params(torch_resnet.CifarResNet(depth)) == ours
+  assert torch_resnet.num_params(torch_resnet.CifarResNet(depth)) == our_num_params(
+      f"resnet{depth}")
+
+
+# The descendants of `make bench-peer` (2,748,890; 1,772,706; 769,162; 33,714,314 parameters)
+# and small members of each family, with the options the benchmark gives both sides.
+@pytest.mark.parametrize("name,options", [
+    ("wrn16_4", {}), ("wrn10_1", {}), ("pyramidnet110_a48", {}), ("pyramidnet8_a4", {}),
+    ("densenet_bc100_k12", {"memory_efficient": False}), ("densenet_bc16_k4", {}),
+    ("fractalnet_c3", {}), ("fractalnet_c2", {"drop_path": 0.0, "global_drop": 0.0})])
+def test_descendant_twins_have_our_parameter_counts(name, options):
+  twin = torch_resnet.build_net(name, 10, dict(options))
+  assert torch_resnet.num_params(twin) == our_num_params(name, **options)
+  logits = twin(torch.zeros(2, 3, 32, 32))
+  assert tuple(logits.shape) == (2, 10)
 
 
 def test_quick_run_prints_rows_and_table():

@@ -1,4 +1,5 @@
-"""The 3x3 conv whose kernel gradient is summed over slices of the batch, against `lax.conv`."""
+"""The conv with a backward pass of its own (canonical-form gradients, the kernel gradient summed
+over slices of the batch), against `lax.conv`."""
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,15 +10,22 @@ from resnet_jax.models import get_model, layers
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch,chunks,strides", [(48, 3, 1), (40, 8, 2), (8, 8, 1)])
-def test_values_and_gradients_match_lax_conv(batch, chunks, strides):
-  # (40, 8): two slices of 20 (at least MIN_GRAD_SLICE each); (8, 8): too small to slice.
-  x = jax.random.normal(jax.random.key(0), (batch, 8, 8, 4))
-  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 8))
+@pytest.mark.parametrize("batch,chunks,strides,size,kernel,padding", [
+    (48, 3, 1, 8, 3, ((1, 1), (1, 1))), (40, 8, 2, 8, 3, ((1, 1), (1, 1))),
+    (8, 8, 1, 8, 3, ((1, 1), (1, 1))), (8, 8, 2, 9, 3, ((1, 1), (1, 1))),
+    (8, 8, 2, 8, 1, ((0, 0), (0, 0))), (8, 8, 2, 9, 7, ((3, 3), (3, 3))), (8, 8, 2, 8, 3, "SAME"),
+    (8, 8, 1, 8, 3, "VALID")])
+def test_values_and_gradients_match_lax_conv(batch, chunks, strides, size, kernel, padding):
+  # (40, 8): two slices of 20 (at least MIN_GRAD_SLICE each); (8, 8): too small to slice. Odd
+  # sizes, 1x1 and 7x7 kernels and string paddings check the padding of both gradients.
+  x = jax.random.normal(jax.random.key(0), (batch, size, size, 4))
+  k = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, 8))
+  out = jax.eval_shape(lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (strides, strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), x, k).shape
   # Scaled so that the kernel gradient, a sum over every output position, is of order 1.
-  g = jax.random.normal(jax.random.key(2), (batch, 8 // strides, 8 // strides, 8))
+  g = jax.random.normal(jax.random.key(2), out)
   g = g / jnp.sqrt(g.size / 8)
-  args = ((strides, strides), ((1, 1), (1, 1)))
+  args = ((strides, strides), padding)
   dn = jax.lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
 
   def loss(conv, x, k):
@@ -55,3 +63,64 @@ def test_option_default_and_checks():
     get_model("resnet8", conv_grad_chunks=0)
   with pytest.raises(ValueError, match="network.ResNet"):
     get_model("densenet40_k12", conv_grad_chunks=2)
+
+
+def test_gradients_inside_control_flow_are_canonical_convolutions():
+  # XLA's CPU backend runs a convolution of permuted dimension numbers inside a conditional as a
+  # naive loop ("wrapped_convolution"), tens of times slower (benchmarks/xla_cpu_traps.py); the
+  # gradients of this conv are plain convolutions there too.
+  x = jax.random.normal(jax.random.key(0), (32, 8, 8, 4))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 8))
+  dn = ("NHWC", "HWIO", "NHWC")
+  g = jax.random.normal(jax.random.key(2), (32, 8, 8, 8)) / 64  # gradients of order 1
+
+  def grads(conv):
+    loss = lambda x, k: jnp.sum(conv(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn) * g)
+    return jax.jit(lambda x, k, p: jax.lax.cond(p > 0, jax.grad(loss, argnums=(0, 1)),
+                                                lambda x, k: (x, k), x, k))
+
+  def hlo(conv):
+    return grads(conv).lower(x, k, 1.0).compile().as_text()
+  if "wrapped_convolution" not in hlo(jax.lax.conv_general_dilated):
+    pytest.skip("this XLA runs jax's own convolution gradients in a conditional natively")
+  assert "wrapped_convolution" not in hlo(layers.sliced_grad_conv(8))
+  chex.assert_trees_all_close(grads(layers.sliced_grad_conv(8))(x, k, 1.0),
+                              grads(jax.lax.conv_general_dilated)(x, k, 1.0), **TOL)
+
+
+def test_skipped_stochastic_depth_matches_the_plain_convolutions():
+  # Stochastic depth skips dropped branches under `nn.cond`; with this conv inside the
+  # conditional the outputs and gradients are those of the plain convolutions.
+  images = jax.random.normal(jax.random.key(1), (32, 8, 8, 3))
+  plain, canonical = (get_model("resnet14", widths=(4, 8, 8), stochastic_depth=0.5,
+                                conv_grad_chunks=c) for c in (1, 2))
+  variables = plain.init(jax.random.key(0), images[:1])
+
+  def loss(model, params, key):
+    logits, _ = model.apply({**variables, "params": params}, images, train=True,
+                            mutable=["batch_stats"], rngs={"minibatch": key, "dropout": key})
+    return jnp.mean(logits[:, 0] * jnp.arange(32)), logits
+
+  grad = jax.jit(jax.grad(loss, argnums=1, has_aux=True), static_argnums=0)
+  for seed in range(3):  # draws that drop different blocks
+    chex.assert_trees_all_close(grad(canonical, variables["params"], jax.random.key(seed)),
+                                grad(plain, variables["params"], jax.random.key(seed)), **TOL)
+
+
+def test_gradients_under_shard_map_match_lax_conv():
+  # Per-device BN runs the step under shard_map: each device differentiates its own shard.
+  mesh = jax.make_mesh((2,), ("d",), devices=jax.devices()[:2])
+  x = jax.random.normal(jax.random.key(0), (64, 8, 8, 4))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 8)) / 6
+  spec = jax.sharding.PartitionSpec
+
+  def grads(conv):
+    def per_device(x, k):  # as parallel.py: replicated in, each device takes its shard
+      x, k = jax.lax.pcast((x, k), "d", to="varying")
+      x = jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index("d") * 32, 32)
+      loss = lambda x, k: jnp.mean(jnp.sin(conv(x, k, (1, 1), ((1, 1), (1, 1)),
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))))
+      return jax.lax.pmean(jax.grad(loss, argnums=(0, 1))(x, k), "d")
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=spec(), out_specs=spec()))(x, k)
+  chex.assert_trees_all_close(grads(layers.sliced_grad_conv(8)),
+                              grads(jax.lax.conv_general_dilated), **TOL)

@@ -33,19 +33,62 @@ def default_conv_grad_chunks() -> int:
   return 8 if jax.default_backend() == "cpu" else 1
 
 
+# Flax's NHWC inputs and HWIO kernels (`nn.Conv`'s dimension numbers), the only layout that
+# `sliced_grad_conv` writes its backward pass for.
+_NHWC_HWIO = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+_CANONICAL = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_input_grad(g: jax.Array, kernel: jax.Array, in_hw: Sequence[int], strides, pads,
+                     **kwargs) -> jax.Array:
+  """The cotangent of a conv's input, itself a conv in XLA's canonical NHWC/HWIO form: g,
+  dilated by the strides, against the kernel flipped in space with its features swapped."""
+  flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+  padding = [(k - 1 - lo, size + lo - (out - 1) * s - 1)
+             for k, size, out, s, (lo, _) in zip(kernel.shape[:2], in_hw, g.shape[1:3], strides,
+                                                 pads)]
+  return jax.lax.conv_general_dilated(g, flipped, (1, 1), padding, lhs_dilation=strides,
+                                      dimension_numbers=_CANONICAL, **kwargs)
+
+
+def _conv_kernel_grad(x: jax.Array, g: jax.Array, kernel_hw: Sequence[int], strides, pads,
+                      **kwargs) -> jax.Array:
+  """The cotangent of a conv's HWIO kernel, itself a conv in XLA's canonical form: the input's
+  channels play the batch and its examples the contracted features ([C, H, W, N] against g as
+  [H', W', N, C'], g dilated by the strides), then back to HWIO."""
+  padding = [(lo, k + (out - 1) * s - size - lo)
+             for k, size, out, s, (lo, _) in zip(kernel_hw, x.shape[1:3], g.shape[1:3], strides,
+                                                 pads)]
+  out = jax.lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
+                                     (1, 1), padding, rhs_dilation=strides,
+                                     dimension_numbers=_CANONICAL, **kwargs)
+  return jnp.transpose(out, (1, 2, 0, 3))
+
+
 @functools.cache
 def sliced_grad_conv(chunks: int) -> Callable[..., jax.Array]:
-  """`lax.conv_general_dilated` whose kernel gradient is summed over slices of the batch.
+  """`lax.conv_general_dilated` with a backward pass of its own, written for XLA's CPU backend.
 
-  The forward pass and the input gradient are the plain convolution over the whole batch; the
-  backward pass computes the kernel gradient on `chunks` consecutive slices of the batch (each
-  of at least MIN_GRAD_SLICE examples, so fewer slices for small batches) and adds them up. The
-  values are exactly the convolution's, the gradients equal to float32 rounding. On XLA's CPU
-  backend the kernel gradient is the slow part of a CIFAR ResNet's train step (about three times
-  the forward convolution's time at batch 128), and it runs about twice as fast on slices of 16
-  images, whose activations stay in the L2 cache (`make bench-peer`). Reverse-mode only (a custom
-  VJP): forward-mode differentiation of such a conv raises. Cached, so that models built with
-  the same option compare equal.
+  The forward pass is the plain convolution. The backward pass computes both cotangents as
+  convolutions in XLA's canonical form (`_conv_input_grad`, `_conv_kernel_grad`), and the kernel
+  gradient on `chunks` consecutive slices of the batch (each of at least MIN_GRAD_SLICE
+  examples, so fewer slices for small batches), added up. Values are exactly the convolution's,
+  gradients equal to float32 rounding. Three things XLA's CPU backend does make this pay:
+    * jax's own transpose rules give convolutions with permuted dimension numbers, which XLA
+      rewrites into its fast form only outside control flow: inside a conditional or a loop
+      body it runs them as a naive loop, tens of times slower (`benchmarks/xla_cpu_traps.py`).
+      Written in the canonical form, the gradients of a skipped stochastic-depth branch
+      (`nn.cond`) or of a scanned loop run at full speed;
+    * the input is saved for the backward pass behind an optimization barrier. Without it XLA
+      fuses the transpose of the kernel gradient's input with the elementwise ops that produced
+      it, duplicating them, and the residual stream of a ResNet is such a chain (add, BN, ReLU
+      from block to block): every block recomputed the chain back to the stem, a cost that grew
+      with the square of the depth (`benchmarks/xla_cpu_traps.py`, `make bench-peer`);
+    * the kernel gradient, the slowest part of a CIFAR ResNet's step here, runs about twice as
+      fast on slices of 16 images, whose activations stay in the L2 cache.
+  Reverse-mode only (a custom VJP): forward-mode differentiation of such a conv raises. Other
+  layouts, dilations or feature groups get the plain convolution. Cached, so that models built
+  with the same option compare equal.
 
   Args:
     chunks: the most slices, >= 1.
@@ -53,25 +96,39 @@ def sliced_grad_conv(chunks: int) -> Callable[..., jax.Array]:
     conv(lhs, rhs, window_strides, padding, **kwargs), `lax.conv_general_dilated`'s signature as
     `nn.Conv` calls it, with the batch first in `lhs` (Flax's NHWC).
   """
-  def conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **kwargs) -> jax.Array:
-    plain = lambda x, k: jax.lax.conv_general_dilated(x, k, window_strides, padding, **kwargs)
-    slices = max(1, min(chunks, lhs.shape[0] // MIN_GRAD_SLICE))
-    if slices == 1:
+  def conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, *, lhs_dilation=None,
+           rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+           **kwargs) -> jax.Array:
+    plain = functools.partial(jax.lax.conv_general_dilated, window_strides=window_strides,
+                              padding=padding, lhs_dilation=lhs_dilation,
+                              rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                              feature_group_count=feature_group_count, **kwargs)
+    dilated = any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
+    if (lhs.ndim != 4 or dilated or feature_group_count != 1
+        or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        != _NHWC_HWIO):
       return plain(lhs, rhs)
+    strides = tuple(window_strides)
+    pads = (jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+            if isinstance(padding, str) else tuple(tuple(p) for p in padding))
+    slices = max(1, min(chunks, lhs.shape[0] // MIN_GRAD_SLICE))
 
     @jax.custom_vjp
-    def sliced(x, k):
+    def canonical(x, k):
       return plain(x, k)
+
+    def forward(x, k):
+      return plain(x, k), (jax.lax.optimization_barrier(x), k)
 
     def backward(residuals, g):
       x, k = residuals
-      dx = jax.vjp(lambda x: plain(x, k), x)[1](g)[0]
-      parts = [jax.vjp(functools.partial(plain, xs), k)[1](gs)[0]
+      dx = _conv_input_grad(g, k, x.shape[1:3], strides, pads, **kwargs)
+      parts = [_conv_kernel_grad(xs, gs, k.shape[:2], strides, pads, **kwargs)
                for xs, gs in zip(jnp.array_split(x, slices), jnp.array_split(g, slices))]
-      return dx, functools.reduce(jnp.add, parts)
+      return dx, functools.reduce(jnp.add, parts).astype(k.dtype)
 
-    sliced.defvjp(lambda x, k: (plain(x, k), (x, k)), backward)
-    return sliced(lhs, rhs)
+    canonical.defvjp(forward, backward)
+    return canonical(lhs, rhs)
   return conv
 
 

@@ -132,9 +132,13 @@ class ResNet(nn.Module):
     skip_dropped: in "batch" mode, True skips a dropped block's branch (`nn.cond`: forward and
       backward not computed, the paper's time saving). False computes it and multiplies it by 0:
       the same outputs and gradients (a dropped block's BN running statistics still see the
-      batch, the one difference), for XLA's CPU backend, where convolution gradients inside a
-      conditional run about ten times slower than outside one (`make bench`), so that skipping
-      costs time there instead of saving it.
+      batch, the one difference). On XLA's CPU backend jax's own convolution gradients run as
+      naive loops inside a conditional, tens of times slower than outside one
+      (`benchmarks/xla_cpu_traps.py`), so with `conv_grad_chunks=1` skipping costs time there
+      instead of saving it; the CPU default (`layers.sliced_grad_conv`, whose gradients are
+      convolutions in XLA's canonical form) runs them at full speed inside the conditional
+      (`make bench`'s stochastic-depth rows). 1x1 convolutions (bottleneck branches,
+      projections) keep jax's gradients.
     conv_grad_chunks: the slices of the batch on which every 3x3 conv (stem and blocks) computes
       its kernel gradient (`layers.sliced_grad_conv`): the same values and gradients, faster on
       XLA's CPU backend; passed to each block. 1: the plain convolution. `get_model` sets the
