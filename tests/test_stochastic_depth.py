@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tolerances
 
 from resnet_jax import configs, optim, steps
 from resnet_jax.models import BlockControls, get_model, layers
@@ -192,10 +193,12 @@ def test_masked_drops_give_the_skipped_outputs_and_gradients():
   def loss(model, params, key):
     return train_apply(model, {**variables, "params": params}, images, key)[0].sum()
 
+  # Two programs (a conditional, a mask) that round differently: the longest sums are the BN
+  # statistics and kernel gradients over the 4*8*8 positions of the batch.
   for seed in range(2):
     key = jax.random.key(seed)
-    np.testing.assert_allclose(train_apply(skipped, variables, images, key)[0],
-                               train_apply(masked, variables, images, key)[0], atol=1e-6)
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
-                 jax.grad(functools.partial(loss, skipped))(variables["params"], key),
-                 jax.grad(functools.partial(loss, masked))(variables["params"], key))
+    tolerances.assert_close(train_apply(masked, variables, images, key)[0],
+                            train_apply(skipped, variables, images, key)[0], terms=4 * 8 * 8)
+    tolerances.assert_close(jax.grad(functools.partial(loss, masked))(variables["params"], key),
+                            jax.grad(functools.partial(loss, skipped))(variables["params"], key),
+                            terms=4 * 8 * 8)
