@@ -47,10 +47,11 @@ def branch_deleted(block, x, train=False, **apply_kwargs):
 
 def check_train_steps(model, num_steps=2):
   """`num_steps` compiled train steps (steps.train_step: 'minibatch' and 'dropout' rngs) of a net
-  on 8x8 one-channel images; returns the losses."""
+  on 8x8 one-channel images, on two devices with per-device BatchNorm (where stochastic depth's
+  skipped branches once failed to trace); returns the losses."""
   config = test_train.tiny_config(batch_size=8)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  compiled, state = test_train.make_step(config, model, mesh)
+  mesh = parallel.make_mesh(jax.devices()[:2])
+  compiled, state = test_train.make_step(config, model, mesh, per_device_bn=True)
   repl = parallel.replicated(mesh)
   images = np.asarray(jax.random.normal(jax.random.key(1), (16, 8, 8, 1)))
   data = {"image": parallel.put_global(images, repl),

@@ -25,6 +25,12 @@ def atol(desired, terms: int) -> float:
   return EPS32 * terms * float(np.max(np.abs(np.asarray(desired)), initial=0.0))
 
 
+def close(actual, desired, *, terms: int) -> bool:
+  """Whether `actual` equals `desired` to `atol(desired, terms)` (arrays, one pair)."""
+  return bool(np.allclose(np.asarray(actual), np.asarray(desired), rtol=0,
+                          atol=atol(desired, terms)))
+
+
 def assert_close(actual, desired, *, terms: int, err_msg: str = "") -> None:
   """Every array of `actual` equals the one of `desired` to `atol(desired_array, terms)`.
 
