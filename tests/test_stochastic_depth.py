@@ -119,6 +119,27 @@ def test_active_blocks_runs_exactly_k_blocks_per_mini_batch_and_scales_k_over_n_
   np.testing.assert_allclose(model.apply(variables, images), gated, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name,options,shared", [
+    # The network's first unit reads its pre-activation in the shortcut; the others add option A.
+    ("preact_resnet8", dict(widths=WIDTHS), (True, False, False)),
+    # Stages 2 and 3 widen: 1x1 projections of the pre-activated input.
+    ("wrn10_1", {}, (False, True, True)),
+])
+def test_a_dropped_preactivation_unit_runs_its_bn_relu_only_where_the_shortcut_reads_it(
+    name, options, shared):
+  model = get_model(name, active_blocks=1, **options)  # two of the three units dropped
+  variables, images = init(model)
+  apply = jax.jit(functools.partial(train_apply, model))
+  for i in range(4):
+    _, new = apply(variables, images, jax.random.key(i))
+    for s, reads_pre in zip((1, 2, 3), shared):
+      before, after = (stats[f"stage{s}"]["block1"]
+                       for stats in (variables["batch_stats"], new["batch_stats"]))
+      kept = not np.array_equal(before["bn2"]["mean"], after["bn2"]["mean"])  # in every branch
+      assert (not np.array_equal(before["bn1"]["mean"], after["bn1"]["mean"])) == (
+          kept or reads_pre), (i, s, kept)
+
+
 class _OnesBranch(nn.Module):
   """A residual unit whose branch is all ones: its output shows the drop mask directly."""
 
