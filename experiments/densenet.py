@@ -17,8 +17,10 @@ skips it), plus 2.5 min of lesions. fashion_mnist: densenet_bc100_k12 and resnet
 cifar100: densenet40_k12, densenet_bc100_k12 and resnet110 for the paper's 300 epochs (210,938
 steps of 64 on 45k images).
 
-Analyses: "lesion" (a lesion of a dense layer zeroes the k channels it adds; every later layer
-still runs). Dense layers cannot be reordered, so the DenseNets get no reorder sweep.
+Analyses: "lesion" (a lesion deletes a dense layer: its k channels reach none of its readers, as
+if they were sliced out of each later layer's, the transition's or the head's first BN and conv;
+every later layer still runs). Dense layers cannot be reordered, so the DenseNets get no reorder
+sweep.
 
 Expected (Huang et al. 2017 Table 2, C10+ error): densenet40_k12 5.24, densenet_bc100_k12 4.51,
 resnet110 6.41 (their rerun); C100+ 24.42, 22.27, 27.22.
