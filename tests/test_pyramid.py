@@ -19,6 +19,9 @@ PYRAMID_COUNTS = {
     ("pyramidnet110_a48", "round"): 1_772_706, ("pyramidnet110_a48", "floor"): 1_732_856,
     ("pyramidnet110_a84", "round"): 3_904_446, ("pyramidnet110_a84", "floor"): 3_855_054,
     ("pyramidnet110_a270", "round"): 28_485_477, ("pyramidnet_mul110_a8", "round"): 3_876_547,
+    # The official multiplicative PyramidNet-110 (mulpyramidnet.lua: alpha = 4.75, widths
+    # floor(x + 0.5)), the paper's 1.7M.
+    ("pyramidnet_mul110_a4.75", "round"): 1_762_206,
     ("pyramidnet_bottleneck272_a200", "round"): 26_210_842,
     ("pyramidnet_bottleneck272_a200", "floor"): 26_046_428,
 }
@@ -41,8 +44,12 @@ def test_widths_grow_by_alpha_over_all_units():
   model = get_model("pyramidnet110_a48")
   assert model.unit_widths[0][:3] == (17, 18, 19) and model.widths[-1] == 64
   assert not model.reorderable and model.stem_features == 16
-  assert {"pyramidnet110_a48", "pyramidnet_mul110_a8",
+  assert {"pyramidnet110_a48", "pyramidnet_mul110_a4.75", "pyramidnet_mul110_a8",
           "pyramidnet_bottleneck272_a200"} <= set(list_models())
+  # A fractional alpha: the last unit is 16 * 4.75 = 76 wide, as the official code's.
+  assert unit_widths(54, 4.75, "multiplicative")[-1] == 76
+  assert get_model("pyramidnet_mul110_a4.75").widths[-1] == 76
+  assert get_model("pyramidnet8_a1.5").unit_widths == ((17,), (17,), (18,))  # 16.5, 17, 17.5
 
 
 def test_unit_adds_an_average_pooled_zero_padded_input_and_no_relu():
@@ -117,6 +124,7 @@ def test_stochastic_depth_trains():
 @pytest.mark.parametrize("name,options,pattern", [
     ("pyramidnet9_a48", {}, r"6n\+2"), ("pyramidnet_bottleneck111_a48", {}, r"9n\+2"),
     ("pyramidnet110_a0", {}, "alpha"), ("pyramidnet110", {}, "valid names"),
+    ("pyramidnet_mul110_a0.5", {}, "alpha"), ("pyramidnet_mul110_a4.", {}, "valid names"),
     ("pyramidnet110_a48", {"width_rounding": "ceil"}, "'round', 'floor'"),
     ("pyramidnet110_a48", {"widths": (8, 16, 32)}, r"takes \['width_rounding'"),
 ])
