@@ -206,6 +206,8 @@ def test_command_line_errors_are_one_plain_line(tmp_path):
        "holds no run"),
       ([sys.executable, "-m", "resnet_jax.experiment",
         "--config=experiments/degradation.py:mnist", f"--workdir={tmp_path}/e"], "DATASET"),
+      ([sys.executable, "-m", "resnet_jax.train", "--config=experiments/configs/nope.py",
+        f"--workdir={tmp_path}/c"], "experiments/configs/nope.py: [Errno 2] No such file"),
   ]
   for command, expected in cases:
     _assert_one_plain_error(_run(command), expected)
