@@ -219,3 +219,19 @@ def test_garbage_analysis_json_names_the_file(tmp_path):
   (tmp_path / analyze.ANALYSIS_FILE).write_bytes(b"\x94 not json")
   with pytest.raises(errors.CorruptFileError, match=analyze.ANALYSIS_FILE):
     analyze._previous(str(tmp_path), "resnet8", 2)  # pylint: disable=protected-access
+
+
+def test_a_second_analysis_of_the_run_is_refused_while_one_runs(workdirs, monkeypatch):
+  # Both would write analysis.json and figures/: the second is refused at once, naming the
+  # first's process, and the first finishes undisturbed.
+  inner = []
+  compute = analyze.compute
+
+  def compute_and_try_again(*args, **kwargs):
+    with pytest.raises(errors.WorkdirLockedError, match=f"process {os.getpid()}") as refused:
+      analyze.analyze_run(workdirs["resnet8"], "lesion", settings())
+    inner.append(refused.value)
+    return compute(*args, **kwargs)
+  monkeypatch.setattr(analyze, "compute", compute_and_try_again)
+  result = analyze.analyze_run(workdirs["resnet8"], "response_std", settings(), progress=False)
+  assert len(inner) == 1 and "response_std" in result

@@ -220,19 +220,30 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
                 progress: bool = True) -> dict[str, Any]:
   """Analyses the run in `workdir`; merges into analysis.json and redraws figures/ there.
 
-  Unknown analysis names and bad settings are refused before anything is loaded.
+  Unknown analysis names and bad settings are refused before anything is loaded. The analysis
+  holds the workdir (`runs.lock`, the lock training holds): another analysis of the run, or its
+  training, is refused at once (WorkdirLockedError) rather than interleaving analysis.json and
+  the figures.
 
   Returns:
     The merged analysis.json dict, with "figures": the PNG paths drawn.
   """
   names = check_analyses(analyses)
   settings = resolve_settings(settings)
+  runs.read_config(workdir)  # NoRunError before the lock, which would create the directory
+  with runs.lock(workdir):
+    return _analyze_locked(workdir, names, settings, progress)
+
+
+def _analyze_locked(workdir: str, names: tuple[str, ...], settings: ml_collections.ConfigDict,
+                    progress: bool) -> dict[str, Any]:
   config = runs.read_config(workdir)
   # Whether the path analyses run decides the splits to load: the model's kind is known from its
   # name alone (the class count does not change it).
   on_train = ("paths" in names and settings.path_split == "train"
               and runs.build_model(config, num_classes=2).is_residual)
-  # The step first, then that very checkpoint: a run still training may save another meanwhile.
+  # The step first, then that very checkpoint: a run training on another machine (whose lock
+  # this one does not see) may save another meanwhile.
   step = _checkpoint_step(workdir)
   config, dataset, model, variables = runs.load_run(
       workdir, splits=("train", "test") if on_train else ("test",), step=step)
