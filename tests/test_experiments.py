@@ -116,3 +116,14 @@ def test_concurrent_runs_train_side_by_side_and_summarize_like_one_experiment(tm
     assert summary["models"][model]["final_test_error"]["median"] == results["test_error"]
     assert (tmp_path / "logs" / f"{model}.log").exists()
   assert (tmp_path / "report.md").exists()
+
+
+def test_densenet_lesions_on_the_cpu_data_sets_sample_500_test_images():
+  # A lesion is a pass over the test images per deleted layer (48 for DenseNet-BC-100): on a CPU
+  # the whole Fashion-MNIST test split with 20 sets per sweep point takes hours.
+  module = load(os.path.join(REPO, "experiments", "densenet.py"))
+  for dataset in ("digits", "fashion_mnist"):
+    analysis = module.get_config(dataset).analysis
+    assert (analysis.num_images, analysis.lesion_samples) == (500, 3), dataset
+  assert module.get_config("cifar10").analysis.num_images == 0  # the whole split elsewhere
+  assert module.get_config("fashion_mnist,smoke").analysis.num_images == 16
