@@ -118,7 +118,8 @@ class Bottleneck(nn.Module):
                                         train))
 
 
-def _preactivate(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+def _preactivate(x: jax.Array, train: bool) -> jax.Array:
+  """relu(bn1(x)), bn1 created under the unit being called (or its branch under `nn.cond`)."""
   return nn.relu(layers.batch_norm(train, "bn1")(x))
 
 
@@ -141,9 +142,9 @@ def preact_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], ja
     shortcut: shortcut(pre) where shared, else shortcut(x).
   """
   if shared:
-    pre = _preactivate(block, x, train)
+    pre = _preactivate(x, train)
     return layers.residual_unit(block, branch_fn, pre, shortcut(pre), ctrl, train)
-  return layers.residual_unit(block, lambda m, x: branch_fn(m, _preactivate(m, x, train)), x,
+  return layers.residual_unit(block, lambda m, x: branch_fn(m, _preactivate(x, train)), x,
                               shortcut(x), ctrl, train)
 
 
