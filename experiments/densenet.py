@@ -13,7 +13,8 @@ Models: digits (16x16): densenet_bc28_k12 (4 BC layers per block, 0.10M paramete
 resnet20 (0.27M), 1,000 steps (53 epochs of 1,197 images): 18.8 + 4.4 min of training on the
 2-core CPU shared with other jobs (densenet_bc28_k12 about 1.1 s/step, a third of it the remat
 of `memory_efficient`, which saves nothing on CPU; "densenet_bc28_k12:memory_efficient=False"
-skips it), plus 2.5 min of lesions. fashion_mnist: densenet_bc100_k12 and resnet110, 16,000 steps (18.6 epochs). cifar10 /
+skips it), plus 2.5 min of lesions (17.8 + 6.5 min and 36 + 29 s with the CPU loaded 5-15 by
+other jobs and the lesions at `CPU_LESIONS`). fashion_mnist: densenet_bc100_k12 and resnet110, 16,000 steps (18.6 epochs). cifar10 /
 cifar100: densenet40_k12, densenet_bc100_k12 and resnet110 for the paper's 300 epochs (210,938
 steps of 64 on 45k images).
 
@@ -31,9 +32,10 @@ jobs (`analyze.compute` on a densenet_bc100_k12 at init). Override as
 
 Expected (Huang et al. 2017 Table 2, C10+ error): densenet40_k12 5.24, densenet_bc100_k12 4.51,
 resnet110 6.41 (their rerun); C100+ 24.42, 22.27, 27.22.
-Measured on digits (one seed, test error of 400 images): densenet_bc28_k12 0.75 %, resnet20
-0.75 %; deleting one block raises the error by 26.6 points on average for the DenseNet (30 % of
-the way to chance) and 16.9 for resnet20 (19 %).
+Measured on digits (one seed, test error of 400 images at the step of best validation error):
+densenet_bc28_k12 1.00 %, resnet20 1.00 %; deleting one block raises the error by 18.6 points on
+average for the DenseNet (21 % of the way to chance; 19.1 with the earlier lesion that zeroed the
+layer's channels before its readers' BN, on the same weights) and 21.0 for resnet20 (24 %).
 GPU time: not yet measured by this project.
 """
 from resnet_jax.configs import experiment_config, parse_arg
