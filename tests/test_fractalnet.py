@@ -180,7 +180,9 @@ def test_global_drop_path_is_exactly_one_column():
     logits, _ = _train_apply(model, variables, key)
     # Training BN normalises with the batch's statistics, the same in the restricted net.
     alone = [_train_apply(model, variables, key, jnp.eye(3)[c])[0] for c in range(3)]
-    matches = [c for c in range(3) if np.allclose(logits, alone[c], rtol=1e-5, atol=1e-5)]
+    # Another program (the restricted net): the longest sums are the training BN statistics
+    # over the 4 * 8 * 8 positions of the batch.
+    matches = [c for c in range(3) if tolerances.close(logits, alone[c], terms=4 * 8 * 8)]
     assert len(matches) == 1, matches
     seen.add(matches[0])
   assert len(seen) >= 2
@@ -221,8 +223,9 @@ def test_column_analysis_matches_each_column_subnet_by_hand():
   labels = jnp.arange(IMAGES.shape[0]) % 10
   for column in range(3):
     by_hand = _column_by_hand(variables, IMAGES, column, num_blocks=2)
-    np.testing.assert_allclose(model.apply(variables, IMAGES, columns=jnp.eye(3)[column]),
-                               by_hand, rtol=1e-4, atol=1e-5)
+    # The longest sums: the 3x3 convs over 9 * 4 inputs.
+    tolerances.assert_close(model.apply(variables, IMAGES, columns=jnp.eye(3)[column]),
+                            by_hand, terms=9 * 4)
   result = analysis.column_analysis(model, variables, IMAGES, labels, max_batch=8)
   hand_errors = [float(np.mean(np.argmax(_column_by_hand(variables, IMAGES, c, 2), -1)
                                != labels)) for c in range(3)]

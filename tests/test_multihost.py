@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 
-import chex
 import jax
 import pytest
+import tolerances
 
 from resnet_jax import checkpoint, cli, metrics_io
 
@@ -188,7 +188,8 @@ def runs(tmp_path_factory):
 def test_two_processes_killed_and_rerun_end_as_one_process_with_two_devices(runs):
   tmp_path, damaged, previous = runs
   two_processes, two_devices = tmp_path / "two_processes", tmp_path / "two_devices"
-  chex.assert_trees_all_close(_saved(two_processes), _saved(two_devices), atol=1e-5, rtol=1e-4)
+  # The longest sums: BN statistics and kernel gradients over the batch's 16 * 8 * 8 positions.
+  tolerances.assert_close(_saved(two_processes), _saved(two_devices), terms=16 * 8 * 8)
   results = metrics_io.read_json(str(two_processes / metrics_io.RESULTS_FILE))
   assert results["device_count"] == 2 and results["steps"] == NUM_STEPS
   # Both processes set the damaged checkpoint aside and resumed from the one before.

@@ -44,7 +44,7 @@ def test_survival_decays_linearly_to_p_L():
   # p_l = 1 - l/L (1 - p_L) over all L blocks, l = 1..L: the last block survives with p_L.
   model = get_model("resnet110", stochastic_depth=0.5)
   p = np.asarray(model.survival())
-  np.testing.assert_allclose(p, 1 - np.arange(1, 55) / 54 * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(p, 1 - np.arange(1, 55) / 54 * 0.5, rtol=4 * tolerances.EPS32)
   assert get_model("sd_resnet110") == model
   assert get_model("resnet110").survival() is None
 
@@ -80,7 +80,8 @@ def test_a_dropped_block_is_not_computed_and_is_not_scaled(seed):
   expected, _ = tiny().apply(variables, images, train=True, mutable=["batch_stats"],
                              controls=BlockControls(gate=jnp.asarray(kept), branch_grad=jnp.ones(3),
                                                     skip_grad=jnp.ones(3)))
-  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  # A conditional against a gate: BN statistics over the 4 * 8 * 8 positions of the batch.
+  tolerances.assert_close(logits, expected, terms=4 * 8 * 8)
   # Backward: no gradient reaches a dropped branch's parameters.
   grads = jax.grad(lambda p: train_apply(sd, {**variables, "params": p}, images, key)[0].sum())(
       variables["params"])
@@ -116,7 +117,7 @@ def test_active_blocks_runs_exactly_k_blocks_per_mini_batch_and_scales_k_over_n_
     assert sum(changed) == 2
   gated = tiny().apply(variables, images, controls=BlockControls(
       gate=jnp.full(3, 2 / 3), branch_grad=jnp.ones(3), skip_grad=jnp.ones(3)))
-  np.testing.assert_allclose(model.apply(variables, images), gated, rtol=1e-6)
+  tolerances.assert_close(model.apply(variables, images), gated, terms=1)  # the same ops
 
 
 @pytest.mark.parametrize("name,options,shared", [
@@ -162,9 +163,9 @@ def test_sample_mode_drops_per_example_with_inverse_scaling():
   np.testing.assert_array_equal(model.apply(variables, images), tiny().apply(variables, images))
   # With p = 1 every example keeps every branch: the constant-depth net.
   full = tiny(stochastic_depth=1.0, drop_mode="sample")
-  np.testing.assert_allclose(train_apply(full, variables, images, jax.random.key(0))[0],
-                             train_apply(tiny(), variables, images, jax.random.key(0))[0],
-                             rtol=1e-6)
+  tolerances.assert_close(train_apply(full, variables, images, jax.random.key(0))[0],
+                          train_apply(tiny(), variables, images, jax.random.key(0))[0],
+                          terms=1)  # the same ops and a product by 1
 
 
 def test_train_step_draws_from_the_step_so_it_is_deterministic_and_changes_per_step():

@@ -11,6 +11,9 @@ kernel gradient's N*H*W, a 3x3 conv's 9*C inputs). K eps is the worst case of on
 sum; XLA's pairwise and vectorised reductions err far less (a few eps in practice), which leaves
 room for the handful of layers a value passes through in the tests' tiny nets.
 
+Sums of non-negative terms (norms, standard deviations, counts of squares) cannot cancel: they
+agree to eps * terms relative to themselves (`assert_positive_sums_close`).
+
 Bit-exact comparisons stay where the same program runs on the same inputs (a resumed run, the
 same compiled step twice, the same ops eagerly): those do not round differently.
 """
@@ -42,3 +45,10 @@ def assert_close(actual, desired, *, terms: int, err_msg: str = "") -> None:
     np.testing.assert_allclose(np.asarray(a), np.asarray(d), rtol=0, atol=atol(d, terms),
                                err_msg=err_msg)
   jax.tree.map(check, actual, desired)
+
+
+def assert_positive_sums_close(actual, desired, *, terms: int, err_msg: str = "") -> None:
+  """Sums of `terms` non-negative terms each (norms, standard deviations) agree to eps * terms
+  relative to each sum: with no cancellation, rounding errs relative to the sum itself."""
+  np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), rtol=EPS32 * terms, atol=0,
+                             err_msg=err_msg)
