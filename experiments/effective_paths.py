@@ -11,7 +11,9 @@ ARG: DATASET[,smoke] with DATASET one of digits (default), fashion_mnist, cifar1
 
 23 of 54 blocks centres the trained path lengths at 11.5 blocks, inside the effective range of
 5-17 that carries almost all of the gradient (Veit Fig. 6c); at test time every block runs, its
-branch multiplied by 23/54. On digits and fashion_mnist (sizes meant for a CPU) the nets are
+branch multiplied by 23/54, its survival probability (§5 does not say what the authors did at
+test time; their released code's stochastic depth scales each branch so, see
+`network.ResNet.active_blocks`). On digits and fashion_mnist (sizes meant for a CPU) the nets are
 ResNet-32 with 6 of its 15 blocks active (about the same share, 0.40 vs 0.43), and the inactive branches are
 computed and multiplied by 0 (`skip_dropped=False`, see experiments/stochastic_depth.py).
 

@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
+import tolerances
 
 from resnet_jax import data
 from resnet_jax.data import DataUnavailableError, cifar, idx, load_dataset, transforms
@@ -136,8 +137,15 @@ def test_digits_splits_are_stratified(digits):
     assert np.all(np.abs(counts - size / 10) <= size / 10 * 0.05 + 1), (split, counts)
 
 
+def _assert_zero_mean(images, axis=None):
+  """The mean (in float64, so that only the stored float32 values round) is zero to the rounding
+  of normalising them: x - mean (and / std), each rounded once, the statistics rounded once."""
+  np.testing.assert_allclose(images.mean(axis=axis, dtype=np.float64), 0,
+                             atol=tolerances.atol(images, terms=4))
+
+
 def test_digits_pixel_mean_normalisation(digits):
-  np.testing.assert_allclose(digits.train_images.mean(axis=0), 0, atol=1e-5)
+  _assert_zero_mean(digits.train_images, axis=0)
   assert digits.mean.shape == (16, 16, 1)
   # Scaled to [0, 1] before the mean came off: the stored mean is a mean of [0, 1] pixels.
   assert 0 <= digits.mean.min() and digits.mean.max() <= 1 and digits.mean.max() > 0.3
@@ -148,8 +156,8 @@ def test_digits_pixel_mean_normalisation(digits):
 def test_digits_channel_mean_std():
   ds = load_dataset("digits", normalization="channel_mean_std", limit=300)
   assert ds.mean.shape == ds.std.shape == (1, 1, 1)
-  np.testing.assert_allclose(ds.train_images.mean(), 0, atol=1e-5)
-  np.testing.assert_allclose(ds.train_images.std(), 1, atol=1e-4)
+  _assert_zero_mean(ds.train_images)
+  np.testing.assert_allclose(ds.train_images.std(dtype=np.float64), 1, atol=4 * tolerances.EPS32)
 
 
 def test_digits_split_depends_only_on_seed(digits):
@@ -161,8 +169,9 @@ def test_digits_split_depends_only_on_seed(digits):
                             to_pixels(digits, digits.val_images))
   # The test split is fixed whatever the seed, so test numbers stay comparable across runs.
   np.testing.assert_array_equal(other.test_labels, digits.test_labels)
-  np.testing.assert_allclose(to_pixels(other, other.test_images),
-                             to_pixels(digits, digits.test_images), atol=1e-6)
+  # [0, 1] pixels normalised by two training means and back: four float32 roundings.
+  tolerances.assert_close(to_pixels(other, other.test_images),
+                          to_pixels(digits, digits.test_images), terms=4)
 
 
 def test_digits_native_size_holds_the_real_images():
@@ -171,8 +180,8 @@ def test_digits_native_size_holds_the_real_images():
   _, test_index = transforms.stratified_split(raw.target, 400, 0)
   ds = load_dataset("digits", image_size=8, val_size=0)
   assert ds.train_images.shape == (1397, 8, 8, 1) and ds.val_images.shape == (0, 8, 8, 1)
-  np.testing.assert_allclose(to_pixels(ds, ds.test_images)[..., 0],
-                             raw.images[test_index] / 16, atol=1e-6)
+  tolerances.assert_close(to_pixels(ds, ds.test_images)[..., 0], raw.images[test_index] / 16,
+                          terms=4)
   np.testing.assert_array_equal(ds.test_labels, raw.target[test_index])
 
 
@@ -183,7 +192,7 @@ def test_limit_keeps_the_first_images_of_each_split(digits):
     np.testing.assert_array_equal(getattr(ds, f"{split}_labels"),
                                   getattr(digits, f"{split}_labels")[:50])
   # Statistics come from the training images as kept.
-  np.testing.assert_allclose(ds.train_images.mean(axis=0), 0, atol=1e-5)
+  _assert_zero_mean(ds.train_images, axis=0)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -211,7 +220,8 @@ def test_resize_is_jax_linear_in_chunks(size, monkeypatch):
   monkeypatch.setattr(transforms, "RESIZE_CHUNK", 2)  # chunks of 2, 2 and 1 images
   got = transforms.resize_bilinear(images, size)
   assert type(got) is np.ndarray and got.dtype == np.float32 and got.shape == (5, size, size, 3)
-  np.testing.assert_allclose(got, expected, atol=1e-6)
+  # Chunks of another batch size: each output is a weighted sum of at most 4 x 4 inputs.
+  tolerances.assert_close(got, expected, terms=16)
 
 
 def test_resize_values_by_hand():
@@ -219,15 +229,16 @@ def test_resize_values_by_hand():
   # 0.75, 1.25, and the edges clamp.
   ramp = np.array([0, 1], np.float32).reshape(1, 2, 1, 1) * np.ones((1, 1, 2, 1), np.float32)
   up = transforms.resize_bilinear(ramp, 4)
-  np.testing.assert_allclose(up[0, :, 0, 0], [0, 0.25, 0.75, 1], atol=1e-6)
+  # Weighted sums of a few [0, 1] pixels: a few float32 roundings of values up to 1.
+  np.testing.assert_allclose(up[0, :, 0, 0], [0, 0.25, 0.75, 1], atol=16 * tolerances.EPS32)
   # Shrinking by 2 antialiases: a filter twice as wide weighs rows 2o-1..2o+2 by 1, 3, 3, 1 (/8),
   # so stripes two rows wide turn grey; plain bilinear would average rows 2o and 2o+1 only and
   # give 0, 1, 0, 1.
   stripes = np.array([1, 1, 0, 0, 1, 1, 0, 0], np.float32)[:, None] * np.ones(8, np.float32)
   down = transforms.resize_bilinear(stripes.reshape(1, 8, 8, 1), 4)
-  np.testing.assert_allclose(down[0, 1:3, 0, 0], [0.25, 0.75], atol=1e-6)
+  np.testing.assert_allclose(down[0, 1:3, 0, 0], [0.25, 0.75], atol=16 * tolerances.EPS32)
   flat = transforms.resize_bilinear(np.full((2, 7, 7, 3), 0.3, np.float32), 3)
-  np.testing.assert_allclose(flat, 0.3, atol=1e-6)
+  np.testing.assert_allclose(flat, 0.3, atol=16 * tolerances.EPS32)
 
 
 @pytest.mark.parametrize("normalization", ["pixel_mean", "channel_mean_std"])
@@ -280,7 +291,7 @@ def test_fashion_mnist_from_own_idx_dir(tmp_path, gz):
   assert sorted(ds.val_labels) == list(range(10))  # 4 per class, 10 held out: one of each
   test_images, test_labels = arrays["test"]
   np.testing.assert_array_equal(ds.test_labels, test_labels)
-  np.testing.assert_allclose(to_pixels(ds, ds.test_images)[..., 0] * 255, test_images, atol=1e-3)
+  tolerances.assert_close(to_pixels(ds, ds.test_images)[..., 0] * 255, test_images, terms=4)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -359,8 +370,7 @@ def test_load_dataset_from_cifar_archive(tmp_path, monkeypatch):
   monkeypatch.setitem(cifar.ARCHIVES, "cifar10", dataclasses.replace(spec, md5=md5(path)))
   ds = load_dataset("cifar10", archive=str(path), val_size=5, normalization="channel_mean_std")
   assert ds.train_images.shape == (15, 32, 32, 3) and ds.val_images.shape == (5, 32, 32, 3)
-  np.testing.assert_allclose(to_pixels(ds, ds.test_images) * 255, expected["test_images"],
-                             atol=1e-3)
+  tolerances.assert_close(to_pixels(ds, ds.test_images) * 255, expected["test_images"], terms=4)
 
 
 def test_cifar_archive_wrong_md5_is_rejected(tmp_path):
@@ -423,7 +433,7 @@ def test_tfds_path_with_mock_data(name, num_classes):
   assert ds.train_images.shape == (20, 32, 32, 3) and ds.val_images.shape == (10, 32, 32, 3)
   assert ds.test_images.shape == (30, 32, 32, 3) and ds.num_classes == num_classes
   np.testing.assert_array_equal(ds.test_labels, expected_labels)
-  np.testing.assert_allclose(to_pixels(ds, ds.test_images) * 255, expected_images, atol=1e-3)
+  tolerances.assert_close(to_pixels(ds, ds.test_images) * 255, expected_images, terms=4)
   assert ds.train_labels.max() < num_classes
 
 
@@ -494,7 +504,8 @@ def test_test_split_alone_matches_full_load(name, kwargs, monkeypatch):
   assert alone.train_images.shape == alone.val_images.shape == (0,) + full.image_shape
   np.testing.assert_array_max_ulp(alone.mean, full.mean, maxulp=1)
   np.testing.assert_array_max_ulp(alone.std, full.std, maxulp=1)
-  np.testing.assert_allclose(alone.test_images, full.test_images, rtol=0, atol=1e-6)
+  # Normalised by statistics 1 ulp apart: two roundings of each value.
+  tolerances.assert_close(alone.test_images, full.test_images, terms=4)
   np.testing.assert_array_equal(alone.test_labels, full.test_labels)
 
 

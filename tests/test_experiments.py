@@ -157,3 +157,14 @@ def test_make_imagenet_18v34_on_the_fixture(tmp_path):
   for model in ("plain18_imagenet", "plain34_imagenet", "resnet18_imagenet:A",
                 "resnet34_imagenet:A"):
     assert f"| {model} |" in report
+
+
+def test_densenet_lesions_on_the_cpu_data_sets_sample_500_test_images():
+  # A lesion is a pass over the test images per deleted layer (48 for DenseNet-BC-100): on a CPU
+  # the whole Fashion-MNIST test split with 20 sets per sweep point takes hours.
+  module = load(os.path.join(REPO, "experiments", "densenet.py"))
+  for dataset in ("digits", "fashion_mnist"):
+    analysis = module.get_config(dataset).analysis
+    assert (analysis.num_images, analysis.lesion_samples) == (500, 3), dataset
+  assert module.get_config("cifar10").analysis.num_images == 0  # the whole split elsewhere
+  assert module.get_config("fashion_mnist,smoke").analysis.num_images == 16

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tolerances
 from family_checks import branch_deleted, check_analyses, check_train_steps
 from test_analysis import _bn, _conv, make_net
 from test_models import count_params
@@ -19,6 +20,9 @@ PYRAMID_COUNTS = {
     ("pyramidnet110_a48", "round"): 1_772_706, ("pyramidnet110_a48", "floor"): 1_732_856,
     ("pyramidnet110_a84", "round"): 3_904_446, ("pyramidnet110_a84", "floor"): 3_855_054,
     ("pyramidnet110_a270", "round"): 28_485_477, ("pyramidnet_mul110_a8", "round"): 3_876_547,
+    # The official multiplicative PyramidNet-110 (mulpyramidnet.lua: alpha = 4.75, widths
+    # floor(x + 0.5)), the paper's 1.7M.
+    ("pyramidnet_mul110_a4.75", "round"): 1_762_206,
     ("pyramidnet_bottleneck272_a200", "round"): 26_210_842,
     ("pyramidnet_bottleneck272_a200", "floor"): 26_046_428,
 }
@@ -41,17 +45,22 @@ def test_widths_grow_by_alpha_over_all_units():
   model = get_model("pyramidnet110_a48")
   assert model.unit_widths[0][:3] == (17, 18, 19) and model.widths[-1] == 64
   assert not model.reorderable and model.stem_features == 16
-  assert {"pyramidnet110_a48", "pyramidnet_mul110_a8",
+  assert {"pyramidnet110_a48", "pyramidnet_mul110_a4.75", "pyramidnet_mul110_a8",
           "pyramidnet_bottleneck272_a200"} <= set(list_models())
+  # A fractional alpha: the last unit is 16 * 4.75 = 76 wide, as the official code's.
+  assert unit_widths(54, 4.75, "multiplicative")[-1] == 76
+  assert get_model("pyramidnet_mul110_a4.75").widths[-1] == 76
+  assert get_model("pyramidnet8_a1.5").unit_widths == ((17,), (17,), (18,))  # 16.5, 17, 17.5
 
 
 def test_unit_adds_an_average_pooled_zero_padded_input_and_no_relu():
   x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
   out = branch_deleted(PyramidBlock(features=7, strides=2), x)
   assert out.shape == (2, 3, 3, 7)
-  np.testing.assert_allclose(out[:, 0, 0, :3], x[:, :2, :2].mean((1, 2)), rtol=1e-6)
+  # Means of at most 4 values.
+  tolerances.assert_close(out[:, 0, 0, :3], x[:, :2, :2].mean((1, 2)), terms=4)
   # An odd size pools the last row and column alone (ceil mode), as the strided conv covers it.
-  np.testing.assert_allclose(out[:, 2, 2, :3], x[:, 4, 4], rtol=1e-6)
+  tolerances.assert_close(out[:, 2, 2, :3], x[:, 4, 4], terms=4)
   np.testing.assert_array_equal(out[..., 3:], 0.0)
   assert np.any(out < 0)  # no ReLU after the addition
   out = branch_deleted(PyramidBottleneck(features=2), x)  # output 4 * 2 channels, no stride
@@ -71,7 +80,8 @@ def test_all_branches_deleted_is_the_stem_pooled_and_padded():
   x = jax.nn.relu(_bn(x, p["final_bn"], s["final_bn"]))
   hand = jnp.mean(x, axis=(1, 2)) @ p["head"]["kernel"] + p["head"]["bias"][None]
   logits = analysis.lesion_logits(model, variables, images, np.zeros((1, 3)))
-  np.testing.assert_allclose(logits[0], hand, rtol=1e-4, atol=1e-5)
+  # The longest sums: the head's over 28 channels, the stem conv's over 9 * 3 inputs.
+  tolerances.assert_close(logits[0], hand, terms=28)
 
 
 def test_units_are_unrolled_one_name_each():
@@ -117,6 +127,7 @@ def test_stochastic_depth_trains():
 @pytest.mark.parametrize("name,options,pattern", [
     ("pyramidnet9_a48", {}, r"6n\+2"), ("pyramidnet_bottleneck111_a48", {}, r"9n\+2"),
     ("pyramidnet110_a0", {}, "alpha"), ("pyramidnet110", {}, "valid names"),
+    ("pyramidnet_mul110_a0.5", {}, "alpha"), ("pyramidnet_mul110_a4.", {}, "valid names"),
     ("pyramidnet110_a48", {"width_rounding": "ceil"}, "'round', 'floor'"),
     ("pyramidnet110_a48", {"widths": (8, 16, 32)}, r"takes \['width_rounding'"),
 ])

@@ -173,6 +173,13 @@ def test_a_second_run_in_the_same_workdir_is_refused_at_once(tmp_path):
     # Python and JAX start-up included; the bound leaves room for a machine busy with other tests.
     assert time.time() - start < 60
     _assert_one_plain_error(second, f"process {first.pid}")
+    # An analysis of the run is refused too: it would read a run in the middle of its steps and
+    # write analysis.json and figures/ beside it.
+    while not (tmp_path / "config.json").exists() and time.time() < deadline:
+      time.sleep(0.1)
+    analysis = _run([sys.executable, "-m", "resnet_jax.analyze", f"--workdir={tmp_path}"])
+    _assert_one_plain_error(analysis, f"process {first.pid}")
+    assert not (tmp_path / "analysis.json").exists()
   finally:
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -206,6 +213,8 @@ def test_command_line_errors_are_one_plain_line(tmp_path):
        "holds no run"),
       ([sys.executable, "-m", "resnet_jax.experiment",
         "--config=experiments/degradation.py:mnist", f"--workdir={tmp_path}/e"], "DATASET"),
+      ([sys.executable, "-m", "resnet_jax.train", "--config=experiments/configs/nope.py",
+        f"--workdir={tmp_path}/c"], "experiments/configs/nope.py: [Errno 2] No such file"),
   ]
   for command, expected in cases:
     _assert_one_plain_error(_run(command), expected)

@@ -3,11 +3,11 @@ over slices of the batch), against `lax.conv`."""
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+import tolerances
 
 from resnet_jax.models import get_model, layers
-
-TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch,chunks,strides,size,kernel,padding", [
@@ -34,7 +34,12 @@ def test_values_and_gradients_match_lax_conv(batch, chunks, strides, size, kerne
   expected = jax.value_and_grad(loss, argnums=(1, 2))(jax.lax.conv_general_dilated, x, k)
   got = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)), static_argnums=0)(
       layers.sliced_grad_conv(chunks), x, k)
-  chex.assert_trees_all_close(got, expected, **TOL)
+  # The kernel gradient sums over the batch's positions (in slices, or at once); the input
+  # gradient over the 9 * 8 outputs each input feeds.
+  tolerances.assert_close(got[1], expected[1], terms=batch * 8 * 8)
+  # The loss sums g.size products, of the size of conv * g (they cancel: the sum is small).
+  products = jax.lax.conv_general_dilated(x, k, *args, dimension_numbers=dn) * g
+  np.testing.assert_allclose(got[0], expected[0], atol=tolerances.atol(products, terms=g.size))
 
 
 def test_model_option_keeps_parameters_and_gradients():
@@ -50,8 +55,9 @@ def test_model_option_keeps_parameters_and_gradients():
     return jnp.mean(logits[jnp.arange(32), labels]), (logits, new)
 
   grad = jax.jit(jax.grad(loss, argnums=1, has_aux=True), static_argnums=0)
-  chex.assert_trees_all_close(grad(sliced, variables["params"]),
-                              grad(plain, variables["params"]), **TOL)
+  # BN statistics and kernel gradients sum over the 32 * 8 * 8 positions of the batch.
+  tolerances.assert_close(grad(sliced, variables["params"]), grad(plain, variables["params"]),
+                          terms=32 * 8 * 8)
 
 
 def test_option_default_and_checks():

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 import test_train
+import tolerances
 
 from resnet_jax import configs, metrics_io, optim, parallel, steps, train
 from resnet_jax.models import get_model
@@ -63,7 +64,7 @@ def _k_steps_vs_single_steps(devices, per_device_bn, unroll, sorting=False, k=2,
 
 
 def _assert_close(x, y):
-  chex.assert_trees_all_close(x, y, atol=1e-5, rtol=1e-4)
+  tolerances.assert_close(x, y, terms=test_train.TERMS)
 
 
 def test_k_steps_per_call_are_k_single_steps():
@@ -128,13 +129,13 @@ def test_the_loop_with_k_steps_per_call_trains_and_logs_as_single_steps(tmp_path
   single = train.train_and_evaluate(_loop_config(1), str(tmp_path / "single"), progress=False)
   multi = train.train_and_evaluate(_loop_config(2), str(tmp_path / "multi"), progress=False)
   assert single["steps"] == multi["steps"] == 7
-  chex.assert_trees_all_close(test_train._final_params(tmp_path / "single"),
-                              test_train._final_params(tmp_path / "multi"), atol=1e-5, rtol=1e-4)
+  _assert_close(test_train._final_params(tmp_path / "single"),
+                test_train._final_params(tmp_path / "multi"))
   records = _records(tmp_path / "multi")
   assert [r["step"] for r in records] == [3, 3, 6, 6, 7, 7]
   for a, b in zip(_records(tmp_path / "single"), records, strict=True):
     assert a.keys() == b.keys() and a["step"] == b["step"]
-    np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)
+    _assert_close([a[k] for k in a], [b[k] for k in a])
 
 
 @pytest.mark.slow

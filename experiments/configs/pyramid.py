@@ -4,7 +4,8 @@ r"""Han, Kim & Kim 2017, Deep Pyramidal Residual Networks, on CIFAR-10 (or CIFAR
   python -m resnet_jax.train --config=experiments/configs/pyramid.py:pyramidnet_bottleneck272_a200,cifar100 --workdir=runs/c100_pyramid272
 
 ARG: MODEL[,DATASET], a pyramidnet{6n+2}_a{alpha}, pyramidnet_mul{6n+2}_a{alpha} or
-pyramidnet_bottleneck{9n+2}_a{alpha} name (default pyramidnet110_a48) and cifar10 (default) or
+pyramidnet_bottleneck{9n+2}_a{alpha} name (default pyramidnet110_a48; alpha may be fractional, as
+the official multiplicative PyramidNet-110's, pyramidnet_mul110_a4.75) and cifar10 (default) or
 cifar100. Recipe of the authors' code (fb.resnet.torch with their schedule): 300 epochs, batch
 128, SGD with Nesterov momentum 0.9, weight decay 1e-4, lr 0.1 on CIFAR-10 and 0.5 on CIFAR-100,
 divided by 10 at epochs 150 and 225; per-channel mean/std normalisation, flip and 4-pixel crops.

@@ -12,8 +12,10 @@ import threading
 from typing import Iterator
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 from resnet_jax.errors import NoRunError
 from resnet_jax.train_state import TrainState
@@ -50,20 +52,42 @@ def restore_latest(mngr: ocp.CheckpointManager, like: TrainState) -> TrainState 
 
   A checkpoint that fails to restore (truncated or overwritten files) is renamed
   `STEP.unreadable`, with a warning that says why, and the next older one is tried.
+
+  In a run of several processes they decide together: a checkpoint that any of them cannot
+  restore is set aside by process 0 while the others wait, and every process then reloads the
+  list of steps, so that all resume from the same step and agree on the steps saved later.
+  (Orbax ends a restore with a barrier of its own, so a checkpoint that only some processes fail
+  to read would hold the others there; a damaged file of the replicated state, which every
+  process reads, fails them all.)
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
   for step in sorted(mngr.all_steps(), reverse=True):
+    restored, error = None, None
     try:
       with _quiet_failed_reads():
-        return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as err:  # noqa: BLE001 - any failure to read means: try an older one
+      error = err
+    if _every_process(error is None):
+      return restored
+    if error is None:
+      reason = "another process could not read it"
+    else:
       # tensorstore appends a page of "full details": the first sentence says what went wrong.
-      reason = (str(err).strip().splitlines() or [""])[0].split(" See full")[0][:300]
-      _set_aside(mngr, step)
-      logging.warning("checkpoint %d of %s could not be restored (%s: %s); it is kept as %d%s "
-                      "and the run resumes from the previous checkpoint", step, mngr.directory,
-                      type(err).__name__, reason, step, UNREADABLE_SUFFIX)
+      reason = (str(error).strip().splitlines() or [""])[0].split(" See full")[0][:300]
+      reason = f"{type(error).__name__}: {reason}"
+    _set_aside(mngr, step)
+    logging.warning("checkpoint %d of %s could not be restored (%s); it is kept as %d%s and the "
+                    "run resumes from the previous checkpoint", step, mngr.directory, reason, step,
+                    UNREADABLE_SUFFIX)
   return None
+
+
+def _every_process(ok: bool) -> bool:
+  """Whether `ok` holds in every process of the run (a collective: all of them must call it)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 
 @contextlib.contextmanager
@@ -86,12 +110,15 @@ def _quiet_failed_reads() -> Iterator[None]:
 
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
+  """Renames checkpoint `step` (process 0); every process reloads the steps once it is done."""
   if jax.process_index() == 0:
     path = os.path.join(str(mngr.directory), str(step))
     target, n = path + UNREADABLE_SUFFIX, 1
     while os.path.exists(target):
       target, n = f"{path}{UNREADABLE_SUFFIX}{n}", n + 1
     os.rename(path, target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
   mngr.reload()
 
 

@@ -36,11 +36,31 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag reported as one line (and ml_collections' "Did you
   mean" suggestion on a line of its own, not as a literal \\n)."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except (AttributeError, KeyError) as err:  # ml_collections: a field the config does not have
     _fail(f"the config has no field {message(err)}")
   except (flags.Error, ValueError) as err:
     _fail(f"{message(err)} (see --help)")
+  _check_configs_loaded()
+  return rest
+
+
+# The --config flags of this command (`define_config`).
+_CONFIG_FLAGS: list[flags.FlagHolder] = []
+
+
+def _check_configs_loaded() -> None:
+  """ml_collections keeps the error of a config file it could not read (a missing file) until the
+  config is first used, where it would end in a traceback: report it now, as one line."""
+  for holder in _CONFIG_FLAGS:
+    if holder.value is None:  # not given: absl's required-flag check speaks for it
+      continue
+    try:
+      holder.value.to_dict  # noqa: B018 (a ConfigDict has it; the stand-in for a failed load raises)
+    except OSError as err:
+      reason = str(err.__cause__ or err).strip().splitlines()[-1].strip()
+      path = config_flags.get_config_filename(flags.FLAGS[holder.name]).split(":", 1)[0]
+      _fail(f"--{holder.name}: cannot load the config file {path}: {reason}")
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -56,7 +76,9 @@ def run(main: Callable[[list[str]], None]) -> None:
 
 def define_config(help_text: str) -> flags.FlagHolder:
   """The --config=FILE.py[:ARG] flag, locked so that a mistyped --config.FIELD is an error."""
-  return config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+  holder = config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+  _CONFIG_FLAGS.append(holder)
+  return holder
 
 
 def define_distributed() -> flags.FlagHolder:

@@ -167,15 +167,24 @@ def update(state: TrainState, batch: Batch, aug_rng: jax.Array, *, model: nn.Mod
            axis_name: str | None) -> tuple[TrainState, dict[str, jax.Array]]:
   """The SGD update of `state` on `batch` ({"image": [B, H, W, C] float32, "label": [B]}), what
   every train step ends in, whichever way its batch came."""
+  params, batch_stats = state.params, state.batch_stats
+  if axis_name is not None:
+    # Inside shard_map each device differentiates the loss of its own shard and keeps its own
+    # running BN statistics until the pmean below; said to shard_map's type system. Replicated
+    # parameters would get gradients already summed over the devices (the transpose of their
+    # implicit broadcast), which the pmean would leave N times the mean. And the statistics of a
+    # block that runs (updated from the device's shard) and of one that stochastic depth skips
+    # (`nn.cond`: passed through) must have the same type.
+    params, batch_stats = jax.lax.pcast((params, batch_stats), axis_name, to="varying")
 
   def loss_fn(params):
-    logits, new_vars = _apply(model, {"params": params, "batch_stats": state.batch_stats},
+    logits, new_vars = _apply(model, {"params": params, "batch_stats": batch_stats},
                               batch["image"], compute_dtype, train=True, mutable=["batch_stats"],
                               rngs=model_rngs(aug_rng, state.step, axis_name))
     loss = cross_entropy(logits, batch["label"]).mean()
     return loss, (logits, new_vars["batch_stats"])
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   error = jnp.mean(jnp.argmax(logits, -1) != batch["label"])
   if axis_name is not None:
     grads, loss, error, batch_stats = jax.lax.pmean((grads, loss, error, batch_stats), axis_name)

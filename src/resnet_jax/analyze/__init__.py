@@ -309,7 +309,10 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
                 resize_size: int = 0) -> dict[str, Any]:
   """Analyses the run in `workdir`; merges into analysis.json and redraws figures/ there.
 
-  Unknown analysis names and bad settings are refused before anything is loaded.
+  Unknown analysis names and bad settings are refused before anything is loaded. The analysis
+  holds the workdir (`runs.lock`, the lock training holds): another analysis of the run, or its
+  training, is refused at once (WorkdirLockedError) rather than interleaving analysis.json and
+  the figures.
 
   Args:
     data_dir: where the run's data are, if not where its config says (a converted net's config
@@ -320,6 +323,13 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
   """
   names = check_analyses(analyses)
   settings = resolve_settings(settings)
+  runs.read_config(workdir)  # NoRunError before the lock, which would create the directory
+  with runs.lock(workdir):
+    return _analyze_locked(workdir, names, settings, progress)
+
+
+def _analyze_locked(workdir: str, names: tuple[str, ...], settings: ml_collections.ConfigDict,
+                    progress: bool) -> dict[str, Any]:
   config = runs.read_config(workdir)
   overrides = data_overrides(config, settings, data_dir=data_dir, image_size=image_size,
                              resize_size=resize_size)
@@ -327,7 +337,8 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
   # name alone (the class count does not change it).
   on_train = ("paths" in names and settings.path_split == "train"
               and runs.build_model(config, num_classes=2).is_residual)
-  # The step first, then that very checkpoint: a run still training may save another meanwhile.
+  # The step first, then that very checkpoint: a run training on another machine (whose lock
+  # this one does not see) may save another meanwhile.
   step = _checkpoint_step(workdir)
   config, dataset, model, variables = runs.load_run(
       workdir, splits=("train", "test") if on_train else ("test",), step=step,

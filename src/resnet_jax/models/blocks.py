@@ -127,13 +127,47 @@ class Bottleneck(nn.Module):
                                         train))
 
 
-def _preact_shortcut(x: jax.Array, pre: jax.Array, features: int, strides: int,
-                     shortcut: str, first: bool) -> jax.Array:
+def _preactivate(x: jax.Array, train: bool) -> jax.Array:
+  """relu(bn1(x)), bn1 created under the unit being called (or its branch under `nn.cond`)."""
+  return nn.relu(layers.batch_norm(train, "bn1")(x))
+
+
+def preact_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], jax.Array],
+                x: jax.Array, ctrl: BlockControls | None, train: bool, *, shared: bool,
+                shortcut: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """A pre-activation unit: shortcut + branch_fn(block, relu(bn1(x))), bn1 where it belongs.
+
+  Where the shortcut reads the pre-activated input too (`shared`: a projection, or the network's
+  first unit), the BN-ReLU is shared by both paths and runs outside the branch that stochastic
+  depth can skip: a dropped unit still computes it, and its running statistics still see the
+  batch. Otherwise it belongs to the branch alone and runs inside it: a dropped unit computes
+  nothing.
+
+  Args:
+    block: the calling unit; bn1 is created under it.
+    branch_fn: branch_fn(block, pre) -> F, the rest of the branch.
+    x: [N, H, W, C] unit input.
+    shared: whether `shortcut` reads the pre-activated input.
+    shortcut: shortcut(pre) where shared, else shortcut(x).
+  """
+  if shared:
+    pre = _preactivate(x, train)
+    return layers.residual_unit(block, branch_fn, pre, shortcut(pre), ctrl, train)
+  return layers.residual_unit(block, lambda m, x: branch_fn(m, _preactivate(x, train)), x,
+                              shortcut(x), ctrl, train)
+
+
+def _preact_unit_of(block: nn.Module, branch_fn, x: jax.Array, ctrl: BlockControls | None,
+                    train: bool, features: int) -> jax.Array:
   """He et al. 2016: projections take the pre-activated input ("these projection shortcuts are
   also with pre-activation"), and so does the network's first unit, whose activation comes
   "right after conv1 and before splitting into two paths"."""
-  project = lambda: layers.conv1x1(features, strides=strides, name="conv_proj")(pre)
-  return _shortcut(pre if first else x, features, strides, shortcut, project)
+  changes_shape = block.strides != 1 or x.shape[-1] != features
+  shared = block.first or layers.needs_projection(block.shortcut, changes_shape)
+  shortcut = lambda z: _shortcut(
+      z, features, block.strides, block.shortcut,
+      lambda: layers.conv1x1(features, strides=block.strides, name="conv_proj")(z))
+  return preact_unit(block, branch_fn, x, ctrl, train, shared=shared, shortcut=shortcut)
 
 
 class PreActBlock(nn.Module):
@@ -157,12 +191,8 @@ class PreActBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    # The pre-activation stays outside the skippable branch: the shortcut of the first unit and
-    # of projections reads it.
-    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
-    skip = _preact_shortcut(x, pre, self.features, self.strides, self.shortcut, self.first)
-    return layers.residual_unit(self, lambda m, pre: m._branch(pre, train), pre, skip, ctrl,
-                                train)
+    return _preact_unit_of(self, lambda m, pre: m._branch(pre, train), x, ctrl, train,
+                           self.features)
 
 
 class PreActBottleneck(nn.Module):
@@ -193,8 +223,5 @@ class PreActBottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
-    skip = _preact_shortcut(x, pre, self.features * self.expansion, self.strides, self.shortcut,
-                            self.first)
-    return layers.residual_unit(self, lambda m, pre: m._branch(pre, train), pre, skip, ctrl,
-                                train)
+    return _preact_unit_of(self, lambda m, pre: m._branch(pre, train), x, ctrl, train,
+                           self.features * self.expansion)

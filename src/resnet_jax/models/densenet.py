@@ -5,9 +5,11 @@ A dense block's layer l reads the concatenation of the block input and every ear
 new channels, and adds k channels of its own. For the analyses the *dense layers* are the blocks
 (`stage{s}_block{i}`, three dense blocks = three stages): the concatenation carries a layer's
 input to its output unchanged, so it plays the shortcut and the layer's k new channels the
-branch. `layers.dense_join` is where the per-block controls act: a lesion (gate 0) zeroes the k
-channels the layer adds while every later layer still runs; routes and path-length copies scale
-and shift cotangents exactly as `residual_join` does. Dense layers cannot be reordered (each sees
+branch. `layers.dense_join` is where the per-block controls act: a lesion (gate 0) deletes the
+layer, its k channels masked after the BN-ReLU of every later reader (`layers.dense_read`: the
+block's later layers, the transition, the head), exactly as if they were sliced out of each
+reader's first conv; routes and path-length copies scale and shift cotangents exactly as
+`residual_join` does. Dense layers cannot be reordered (each sees
 a wider input than the one before), so `reorderable` is False.
 
 A dense block is unrolled (its input width grows, so its layers cannot share one scanned body).
@@ -36,11 +38,10 @@ _SAVED = "dense_conv"
 _REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(_SAVED)
 
 
-def _opening(mdl: nn.Module, features: tuple[jax.Array, ...], width: int, kernel: int,
-             train: bool) -> jax.Array:
+def _opening(mdl: nn.Module, features: tuple[jax.Array, ...], gates: tuple[jax.Array, ...],
+             width: int, kernel: int, train: bool) -> jax.Array:
   """concat - BN - ReLU - conv(width, kernel): the part of a layer that reads the whole block."""
-  x = jnp.concatenate(features, axis=-1) if len(features) > 1 else features[0]
-  x = nn.relu(layers.batch_norm(train, "bn1")(x))
+  x = layers.dense_read(features, gates, layers.batch_norm(train, "bn1"))
   conv = layers.conv1x1 if kernel == 1 else layers.conv3x3
   return checkpoint_name(conv(width, name="conv1")(x), _SAVED)
 
@@ -49,8 +50,9 @@ class DenseLayer(nn.Module):
   """BN-ReLU-conv3x3(k), or with `bottleneck` (BC) BN-ReLU-conv1x1(4k)-BN-ReLU-conv3x3(k); dropout
   after each conv; returns its input features followed by its own k channels (`dense_join`).
 
-  Called as `layer(features, ctrl, train)` with `features` the tuple of [N, H, W, C_j] maps of the
-  block so far (kept apart so that no layer's concatenation outlives it); responses `response1`
+  Called as `layer(features, gates, ctrl, train)` with `features` the tuple of [N, H, W, C_j] maps
+  of the block so far (kept apart so that no layer's concatenation outlives it) and `gates` their
+  lesion gates (`layers.dense_read`); returns both with its own appended. Responses `response1`
   (and `response2` for BC) are the conv outputs, the first before dropout.
   """
   growth: int
@@ -59,13 +61,13 @@ class DenseLayer(nn.Module):
   memory_efficient: bool = False
 
   @nn.compact
-  def __call__(self, features: tuple[jax.Array, ...], ctrl: BlockControls | None,
-               train: bool) -> tuple[jax.Array, ...]:
+  def __call__(self, features: tuple[jax.Array, ...], gates: tuple[jax.Array | float, ...],
+               ctrl: BlockControls | None, train: bool):
     width, kernel = (4 * self.growth, 1) if self.bottleneck else (self.growth, 3)
     opening = functools.partial(_opening, width=width, kernel=kernel, train=train)
     if self.memory_efficient:
       opening = nn.remat(opening, policy=_REMAT_POLICY)
-    y = opening(self, tuple(features))
+    y = opening(self, tuple(features), tuple(gates))
     self.sow("intermediates", "response1", y)
     y = nn.Dropout(self.dropout, deterministic=not train)(y)
     if self.bottleneck:
@@ -73,34 +75,36 @@ class DenseLayer(nn.Module):
       y = layers.conv3x3(self.growth, name="conv2")(y)
       self.sow("intermediates", "response2", y)
       y = nn.Dropout(self.dropout, deterministic=not train)(y)
-    return layers.dense_join(tuple(features), y, ctrl)
+    return layers.dense_join(tuple(features), tuple(gates), y, ctrl)
 
 
 class DenseBlock(nn.Module):
-  """`num_layers` dense layers (`block1`, `block2`, ...) on a tuple of feature maps; `ctrl` holds
-  their controls ([num_layers] arrays)."""
+  """`num_layers` dense layers (`block1`, `block2`, ...) on a tuple of feature maps and their
+  gates; `ctrl` holds the layers' controls ([num_layers] arrays)."""
   num_layers: int
   layer: stages.ModuleDef
 
   @nn.compact
-  def __call__(self, features: tuple[jax.Array, ...], ctrl: BlockControls,
-               train: bool) -> tuple[jax.Array, ...]:
+  def __call__(self, features: tuple[jax.Array, ...], gates: tuple[jax.Array | float, ...],
+               ctrl: BlockControls, train: bool):
     for i in range(self.num_layers):
-      features = self.layer(name=f"block{i + 1}")(features, ctrl.at(i), train)
-    return features
+      features, gates = self.layer(name=f"block{i + 1}")(features, gates, ctrl.at(i), train)
+    return features, gates
 
 
 class Transition(nn.Module):
-  """BN-ReLU-conv1x1(width)-dropout-avgpool2 between dense blocks."""
+  """BN-ReLU-conv1x1(width)-dropout-avgpool2 between dense blocks: reads the block's features
+  and their gates, returns the one new map (gate 1.0)."""
   width: int
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, features: tuple[jax.Array, ...], train: bool) -> tuple[jax.Array]:
-    x = nn.relu(layers.batch_norm(train, "bn")(jnp.concatenate(features, axis=-1)))
+  def __call__(self, features: tuple[jax.Array, ...], gates: tuple[jax.Array | float, ...],
+               train: bool) -> tuple[tuple[jax.Array], tuple[float]]:
+    x = layers.dense_read(features, gates, layers.batch_norm(train, "bn"))
     x = layers.conv1x1(self.width, name="conv")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return (nn.avg_pool(x, (2, 2), strides=(2, 2)),)
+    return (nn.avg_pool(x, (2, 2), strides=(2, 2)),), (1.0,)
 
 
 class DenseNet(nn.Module):
@@ -154,18 +158,18 @@ class DenseNet(nn.Module):
     stages.check_images(images)
     x = layers.conv3x3(self.stem_width, name="stem_conv")(images)
     x, controls = stages.enter_blocks(self, x, controls, self.num_blocks)
-    features, offset = (x,), 0
+    features, gates, offset = (x,), (1.0,), 0
     transitions = self.transition_widths()
     layer = functools.partial(DenseLayer, growth=self.growth, bottleneck=self.bottleneck,
                               dropout=self.dropout, memory_efficient=self.memory_efficient)
     for s, n in enumerate(self.stage_sizes):
-      features = DenseBlock(n, layer, name=f"stage{s + 1}")(
-          features, controls.slice(offset, offset + n), train)
+      features, gates = DenseBlock(n, layer, name=f"stage{s + 1}")(
+          features, gates, controls.slice(offset, offset + n), train)
       offset += n
       if s < len(transitions):
-        features = Transition(transitions[s], self.dropout, name=f"transition{s + 1}")(
-            features, train)
-    x = nn.relu(layers.batch_norm(train, "final_bn")(jnp.concatenate(features, axis=-1)))
+        features, gates = Transition(transitions[s], self.dropout, name=f"transition{s + 1}")(
+            features, gates, train)
+    x = layers.dense_read(features, gates, layers.batch_norm(train, "final_bn"))
     return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 

@@ -5,16 +5,18 @@ A fractal block expands as f_1(z) = conv(z), f_{C+1}(z) = join(f_C(f_C(z)), conv
 (0 = shallowest) holds 2^c convs, so the deepest of C columns has 2^(C-1) per block and the
 net of B = 5 blocks 2^(C-1) * 5 conv layers (C = 3: "FractalNet-20"; C = 4: 40 layers). The join
 of f_{C+1} merges the C inputs of the outer f_C's last join and conv(z) into one join of C + 1
-inputs, as the paper's Fig. 1 and the official generator draw it.
+inputs, as the official generator (gustavla/fractalnet, generation/fractalnet.py) builds it.
 
 Every conv is conv3x3 (with bias, Caffe's Xavier init) -> dropout -> BN -> ReLU, the order of the
 official Caffe code (gustavla/fractalnet). Its BN has no affine scale and shift, as the official
 code's (a Caffe BatchNorm layer has none of its own): the choice keeps the official parameter
 counts, and the conv bias before it, cancelled by the mean subtraction, is kept for the same
 reason. Each block is thus a mean of normalised, rectified columns with no learned rescaling.
-A 2x2 max pool follows each block (padding SAME, so a 1x1 map stays 1x1 on the 16x16 digits); the
-head averages the final map (1x1 on CIFAR, where it is the official flatten) and a dense layer
-gives the logits.
+Each block ends in a 2x2 max pool of every column, then the block's last join of the pooled
+columns: the official generator's order (it pools each column's last output, then joins), not
+a pool of the joined mean, which differs since a max does not commute with a mean. Padding SAME,
+so a 1x1 map stays 1x1 on the 16x16 digits. The head averages the final map (1x1 on CIFAR, where
+it is the official flatten) and a dense layer gives the logits.
 
 Joins (`join`) average the inputs that survive:
   train, local drop-path (share 1 - global_drop of the mini-batches): each join drops each input
@@ -112,7 +114,8 @@ class BatchNorm(nn.Module):
 
 
 class FractalNet(nn.Module):
-  """B fractal blocks of `num_columns` columns, each followed by a 2x2 max pool; mean-pool, dense.
+  """B fractal blocks of `num_columns` columns, each column 2x2 max-pooled before the block's last
+  join; mean-pool, dense.
 
   Called as `apply(variables, images, train=False, columns=None)`: images [N, H, W, C] float,
   logits [N, num_classes]. `columns` ([num_columns] 0/1, traced, so one compile serves every
@@ -215,10 +218,12 @@ class FractalNet(nn.Module):
     policy["update_stats"] = (True if self.global_stats or not policy["drop"]
                               else jnp.logical_not(policy["global"]))
     x = images
+    pool = lambda y: nn.max_pool(y, (2, 2), strides=(2, 2), padding="SAME")
     for block in range(self.num_blocks):
       counter = [1] * self.num_columns
-      x = self._join(self._columns(x, self.num_columns, 0, block, policy, counter), 0, policy)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      columns_out = self._columns(x, self.num_columns, 0, block, policy, counter)
+      # Each column is pooled before the block's last join, as the official generator does.
+      x = self._join([pool(y) for y in columns_out], 0, policy)
     return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))
 
 

@@ -387,30 +387,52 @@ def residual_unit(block: nn.Module, branch_fn: Callable[[nn.Module, jax.Array], 
   return residual_join(shortcut, branch_fn(block, x), ctrl)
 
 
-def dense_join(features: tuple[jax.Array, ...], new: jax.Array,
-               ctrl: BlockControls | None) -> tuple[jax.Array, ...]:
+def dense_join(features: tuple[jax.Array, ...], gates: tuple[jax.Array | float, ...],
+               new: jax.Array, ctrl: BlockControls | None
+               ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array | float, ...]]:
   """A dense layer's output: its input feature maps, then its own `new` channels (DenseNet's
-  concatenation, kept as a tuple; the next reader concatenates).
+  concatenation, kept as a tuple; the next reader concatenates, `dense_read`).
 
   The controls act as in `residual_join`, the input maps playing the shortcut and the new
-  channels the branch: gate 0 zeroes the k new channels (every later layer still runs, reading
-  zeros), branch_grad / skip_grad scale the cotangents of the new channels / of the carried
-  input, and path_stack shifts the new channels' cotangent by one copy.
+  channels the branch: branch_grad / skip_grad scale the cotangents of the new channels / of the
+  carried input, and path_stack shifts the new channels' cotangent by one copy. The gate travels
+  with the new channels to every later reader, which scales them after its BN-ReLU: gate 0
+  deletes the layer, as if its channels were sliced out of every reader's first conv. (Zeroing
+  them here would not: a reader's BN-ReLU turns a zero channel into the constant
+  relu(beta - gamma mu / sqrt(var + eps)).)
 
   Args:
     features: the [N, H, W, C_j] maps the layer read.
+    gates: their gates (1.0 for maps no lesion acts on).
     new: [N, H, W, k] the layer's output.
     ctrl: this layer's controls (scalars), or None.
   Returns:
-    (*features, new), gated.
+    ((*features, new), (*gates, this layer's gate)).
   """
   if ctrl is None:
-    return (*features, new)
+    return (*features, new), (*gates, 1.0)
   features = tuple(scale_gradient(f, ctrl.skip_grad) for f in features)
   new = scale_gradient(new, ctrl.branch_grad)
   if ctrl.path_stack:
     new = shift_cotangent(new, ctrl.path_stack)
-  return (*features, ctrl.gate.astype(new.dtype) * new)
+  return (*features, new), (*gates, ctrl.gate)
+
+
+def dense_read(features: tuple[jax.Array, ...], gates: tuple[jax.Array | float, ...],
+               bn: nn.Module) -> jax.Array:
+  """relu(bn(concatenated features)), each map's channels multiplied by its gate: how every
+  reader of a dense block (a later layer, the transition, the head) takes its input, so that a
+  deleted layer's channels reach none of them (`dense_join`).
+
+  Returns:
+    [N, H, W, sum of C_j].
+  """
+  x = jnp.concatenate(features, axis=-1) if len(features) > 1 else features[0]
+  x = nn.relu(bn(x))
+  if all(isinstance(g, float) and g == 1.0 for g in gates):
+    return x
+  scale = jnp.concatenate([jnp.full((f.shape[-1],), g, x.dtype) for f, g in zip(features, gates)])
+  return x * scale.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def plain_join(identity: jax.Array, transform: jax.Array, ctrl: BlockControls | None) -> jax.Array:

@@ -75,7 +75,9 @@ class MultiResBottleneck(nn.Module):
     grows = self.strides != 1 or x.shape[-1] != width
     if grows:
       # One BN-ReLU shared by the branches and the projection, as the official code's unit "for
-      # increasing dimensions"; it stays outside the skippable branches (the shortcut reads it).
+      # increasing dimensions"; it stays outside the skippable branches (the shortcut reads it),
+      # so a unit that stochastic depth drops still computes it. In the other units every
+      # BN-ReLU is a branch's own.
       x = nn.relu(layers.batch_norm(train, "bn1")(x))
       skip = layers.conv1x1(width, strides=self.strides, name="conv_proj")(x)
     else:

@@ -128,7 +128,13 @@ class ResNet(nn.Module):
       1/p_l at train time and none at test time, as timm).
     active_blocks: effective-path training (Veit et al. 2016 §5): exactly this many blocks,
       chosen uniformly, run in each mini-batch (the others' branches are skipped); at test time
-      every branch runs, multiplied by active_blocks / num_blocks. None: off.
+      every branch runs, multiplied by active_blocks / num_blocks, its survival probability.
+      §5 says nothing of test time ("we sample exactly 23 modules during each training batch"),
+      and the authors' released code (gcr/fb.resnet.torch-lesion-study) holds no k-of-n
+      sampler; the dropped-branch training it does hold, stochastic depth (its
+      models/StochasticDrop.lua, and Huang et al.'s ResidualDrop that lesion-study.lua loads),
+      multiplies each branch by its survival probability at test time, which we follow.
+      None: off.
     skip_dropped: in "batch" mode, True skips a dropped block's branch (`nn.cond`: forward and
       backward not computed, the paper's time saving). False computes it and multiplies it by 0:
       the same outputs and gradients (a dropped block's BN running statistics still see the

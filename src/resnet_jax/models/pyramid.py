@@ -8,7 +8,9 @@ addition; the shortcut is a 2x2 average pool where the unit strides, then zero c
 up to the unit's width; head BN-ReLU-pool-dense. The width grows by alpha / N per unit (N = all
 units; multiplicative: by a factor alpha^(1/N), so the last unit is 16 alpha wide), accumulated in
 floating point and rounded per unit with floor(x + 0.5). Since every unit has its own width,
-the stages run unrolled (`stages.UnrolledStage`).
+the stages run unrolled (`stages.UnrolledStage`). alpha may be fractional: the official
+multiplicative PyramidNet-110 (mulpyramidnet.lua, 1.7M parameters) has alpha = 4.75, named
+`pyramidnet_mul110_a4.75`.
 """
 import math
 from typing import ClassVar
@@ -29,7 +31,7 @@ GROWTHS = ("additive", "multiplicative")
 WIDTH_ROUNDINGS = ("round", "floor")
 
 
-def unit_widths(num_units: int, alpha: int, growth: str = "additive",
+def unit_widths(num_units: int, alpha: float, growth: str = "additive",
                 rounding: str = "round") -> tuple[int, ...]:
   """The width of each of the net's num_units units, from a 16-channel stem."""
   if growth not in GROWTHS:
@@ -127,12 +129,12 @@ def pyramid_stem(net: nn.Module, images: jax.Array, train: bool) -> jax.Array:
   return x
 
 
-def _pyramid(depth: int, alpha: int, layers_per_block: int, block_cls: type[nn.Module],
+def _pyramid(depth: int, alpha: float, layers_per_block: int, block_cls: type[nn.Module],
              growth: str, num_classes: int, width_rounding: str) -> ResNet:
   n = resnet.blocks_per_stage(depth, layers_per_block)
-  if isinstance(alpha, bool) or not isinstance(alpha, int) or alpha < 1:
-    raise ValueError(f"alpha (the widening of the whole net, the number after _a) must be an "
-                     f"integer >= 1, got {alpha!r}")
+  if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 1 <= alpha < math.inf:
+    raise ValueError(f"alpha (the widening of the whole net, the number after _a) must be a "
+                     f"number >= 1 (48, 4.75, ...), got {alpha!r}")
   widths = unit_widths(3 * n, alpha, growth, width_rounding)
   per_stage = tuple(widths[s * n:(s + 1) * n] for s in range(3))
   return ResNet(stage_sizes=(n,) * 3, block=bind(block_cls),
@@ -141,19 +143,19 @@ def _pyramid(depth: int, alpha: int, layers_per_block: int, block_cls: type[nn.M
                 num_classes=num_classes)
 
 
-def pyramidnet(depth: int, alpha: int, *, num_classes: int = 10,
+def pyramidnet(depth: int, alpha: float, *, num_classes: int = 10,
                width_rounding: str = "round") -> ResNet:
   """Additive PyramidNet with basic units, depth 6n + 2: widths grow by alpha / 3n per unit."""
   return _pyramid(depth, alpha, 2, PyramidBlock, "additive", num_classes, width_rounding)
 
 
-def pyramidnet_mul(depth: int, alpha: int, *, num_classes: int = 10,
+def pyramidnet_mul(depth: int, alpha: float, *, num_classes: int = 10,
                    width_rounding: str = "round") -> ResNet:
   """Multiplicative PyramidNet with basic units, depth 6n + 2: widths grow by alpha^(1/3n)."""
   return _pyramid(depth, alpha, 2, PyramidBlock, "multiplicative", num_classes, width_rounding)
 
 
-def pyramidnet_bottleneck(depth: int, alpha: int, *, num_classes: int = 10,
+def pyramidnet_bottleneck(depth: int, alpha: float, *, num_classes: int = 10,
                           width_rounding: str = "round") -> ResNet:
   """Additive PyramidNet with bottleneck units, depth 9n + 2 (outputs 4x the unit's width)."""
   return _pyramid(depth, alpha, 3, PyramidBottleneck, "additive", num_classes, width_rounding)
@@ -162,9 +164,13 @@ def pyramidnet_bottleneck(depth: int, alpha: int, *, num_classes: int = 10,
 FAMILIES = (
     Family("pyramidnet{depth}_a{alpha}", pyramidnet,
            ("pyramidnet110_a48", "pyramidnet110_a84", "pyramidnet110_a270"),
-           "pyramidnet{6n+2}_a{alpha} (additive PyramidNet: pyramidnet110_a48, ...)"),
-    Family("pyramidnet_mul{depth}_a{alpha}", pyramidnet_mul, ("pyramidnet_mul110_a8",),
-           "pyramidnet_mul{6n+2}_a{alpha}"),
+           "pyramidnet{6n+2}_a{alpha} (additive PyramidNet: pyramidnet110_a48, ...)",
+           decimal=("alpha",)),
+    Family("pyramidnet_mul{depth}_a{alpha}", pyramidnet_mul,
+           ("pyramidnet_mul110_a4.75", "pyramidnet_mul110_a8"),
+           "pyramidnet_mul{6n+2}_a{alpha} (alpha may be fractional: pyramidnet_mul110_a4.75)",
+           decimal=("alpha",)),
     Family("pyramidnet_bottleneck{depth}_a{alpha}", pyramidnet_bottleneck,
-           ("pyramidnet_bottleneck272_a200",), "pyramidnet_bottleneck{9n+2}_a{alpha}"),
+           ("pyramidnet_bottleneck272_a200",), "pyramidnet_bottleneck{9n+2}_a{alpha}",
+           decimal=("alpha",)),
 )

@@ -12,7 +12,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from resnet_jax.models import layers, network
+from resnet_jax.models import blocks, layers, network
 from resnet_jax.models.family import Family, UnknownDepthError
 from resnet_jax.models.layers import BlockControls
 from resnet_jax.models.network import ResNet, bind
@@ -25,7 +25,8 @@ class WideBlock(nn.Module):
   """The wide basic block: BN-ReLU-conv3x3-BN-ReLU-Dropout-conv3x3, add.
 
   As in the authors' code, the shortcut is a 1x1 conv on the *pre-activated* input where the
-  width changes (the block's BN-ReLU is then shared by both paths), else the raw input. Responses
+  width changes (the block's BN-ReLU is then shared by both paths, and runs even where stochastic
+  depth drops the block), else the raw input (the BN-ReLU is then the branch's alone). Responses
   are named as `blocks.PreActBlock`'s: the BN after conv1 and the conv2 output.
   """
   residual: ClassVar[bool] = True
@@ -47,15 +48,13 @@ class WideBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, ctrl: BlockControls | None, train: bool) -> jax.Array:
-    pre = nn.relu(layers.batch_norm(train, "bn1")(x))
     # The official test is the width alone (nInputPlane ~= nOutputPlane); in these nets every
     # stride-2 block also widens, the stride is checked only to keep the shapes right.
-    if x.shape[-1] != self.features or self.strides != 1:
-      skip = layers.conv1x1(self.features, strides=self.strides, name="conv_proj")(pre)
-    else:
-      skip = x
-    return layers.residual_unit(self, lambda m, pre: m._branch(pre, train), pre, skip, ctrl,
-                                train)
+    project = x.shape[-1] != self.features or self.strides != 1
+    shortcut = lambda z: (layers.conv1x1(self.features, strides=self.strides, name="conv_proj")(z)
+                          if project else z)
+    return blocks.preact_unit(self, lambda m, pre: m._branch(pre, train), x, ctrl, train,
+                              shared=project, shortcut=shortcut)
 
 
 def check_dropout(dropout: float) -> float:
