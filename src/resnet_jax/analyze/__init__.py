@@ -325,14 +325,15 @@ def analyze_run(workdir: str, analyses: str | Sequence[str] = ANALYSES,
   settings = resolve_settings(settings)
   runs.read_config(workdir)  # NoRunError before the lock, which would create the directory
   with runs.lock(workdir):
-    return _analyze_locked(workdir, names, settings, progress)
+    config = runs.read_config(workdir)
+    overrides = data_overrides(config, settings, data_dir=data_dir, image_size=image_size,
+                               resize_size=resize_size)
+    return _analyze_locked(workdir, names, settings, progress, overrides)
 
 
 def _analyze_locked(workdir: str, names: tuple[str, ...], settings: ml_collections.ConfigDict,
-                    progress: bool) -> dict[str, Any]:
+                    progress: bool, overrides: dict[str, Any]) -> dict[str, Any]:
   config = runs.read_config(workdir)
-  overrides = data_overrides(config, settings, data_dir=data_dir, image_size=image_size,
-                             resize_size=resize_size)
   # Whether the path analyses run decides the splits to load: the model's kind is known from its
   # name alone (the class count does not change it).
   on_train = ("paths" in names and settings.path_split == "train"
