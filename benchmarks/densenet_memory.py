@@ -9,7 +9,7 @@ its memory grows with the square of a block's depth; `memory_efficient` remateri
 layer's concat-BN-ReLU-conv instead (`nn.remat`, saving only the conv output). On XLA:CPU
 (jax 0.10.2) the two settings measured the same: XLA's fusion already recomputes the cheap
 concat-BN-ReLU, and the temp that does grow with depth is the backward pass's per-layer input
-gradients, live until each feature map's cotangent is summed (see the README's numbers).
+gradients, live until each feature map's cotangent is summed (see docs/performance.md).
 Run with --quick for a short smoke run.
 """
 import argparse

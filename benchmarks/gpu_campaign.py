@@ -44,8 +44,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # H200 SXM datasheet: 989 TFLOP/s dense bf16 tensor, 67 TFLOP/s fp32 (non-tensor), 4.8 TB/s.
 H200 = {"peak_tflops_fp32": 67.0, "peak_tflops_bf16": 989.0, "peak_gbps": 4800.0}
-# Train-step ms at batch 128 on the H200, measured by this project (README), for the estimates;
-# a joint step of S seeds is counted as S steps, which overestimates when the GPU is not full.
+# Train-step ms at batch 128 on the H200, measured by this project (docs/performance.md), for
+# the estimates; a joint step of S seeds is counted as S steps, which overestimates when the GPU
+# is not full.
 STEP_MS = {"resnet20": 2.5, "resnet56": 6.7, "resnet110": 13.0, "plain20": 2.3, "plain56": 6.2}
 FULL_STEPS = 64_000
 OVERHEAD_S = 60  # start, data, compile, evaluations
@@ -192,7 +193,7 @@ def run_train(campaign: Campaign, name: str, args) -> None:
   estimate = 0 if args.smoke else estimate_s(name)
   if campaign.left_s() < estimate:
     campaign.event(item=name, skipped=f"{campaign.left_s():.0f} s left, about "
-                                      f"{estimate:.0f} s needed at the README's step times")
+                                      f"{estimate:.0f} s needed at the measured step times")
     return
   campaign.event(item=name, start=shlex.join(argv[1:]), estimate_s=round(estimate))
   rc, _, wall = campaign.command(argv, campaign.left_s())

@@ -10,7 +10,7 @@ ARG: DATASET[,smoke] with DATASET one of digits (default), fashion_mnist, cifar1
 Expected on CIFAR-10 (He et al. 2015, Table 6 and Fig. 6): ResNet test error 8.75 / 7.51 /
 7.17 / 6.97 / 6.43 % at 20 / 32 / 44 / 56 / 110 layers; plain nets get *worse* with depth in
 training and test error (plain-110 above 60%). On digits and Fashion-MNIST the claim to check is
-the same ordering. Measured on Fashion-MNIST (README): plain 7.95 / 9.11 / 10.89 / 14.58 % and
+the same ordering. Measured on Fashion-MNIST (docs/results.md): plain 7.95 / 9.11 / 10.89 / 14.58 % and
 ResNet 7.60 / 7.83 / 7.70 / 8.11 % test error at 20 / 32 / 44 / 56 layers, one seed: plain nets
 degrade, ResNets do not, but do not yet gain from depth at 8,000 steps.
 GPU time (one H200, Fashion-MNIST, 8,000 steps of 128): 25 s for ResNet-20 and 53 s for ResNet-56

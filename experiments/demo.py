@@ -14,7 +14,7 @@ reports/demo/report.md and reports/demo/figures/.
 One change to the paper's recipe: the learning rate starts at 0.02, not 0.1. He et al. warm up
 ResNet-110 because 0.1 "is slightly too large to start converging"; a 400-step run has no time
 to recover from that start (an earlier 300-step version of this demo left ResNet-56 at 28%
-training error with 0.1; at 0.02 and 400 steps it ends near 1%, see the README), so the whole
+training error with 0.1; at 0.02 and 400 steps it ends near 1%, see docs/results.md), so the whole
 short run uses the smaller rate.
 ARG "smoke" runs the same pipeline for two steps on a 16-image slice.
 """

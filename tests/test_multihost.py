@@ -1,4 +1,5 @@
-"""Several processes train as one: the README's multi-host command, run as two CPU processes.
+"""Several processes train as one: the multi-host command of docs/training.md, run as two CPU
+processes.
 
 Two `python -m resnet_jax.train --distributed` processes (one CPU device each, coordinator and
 gloo collectives on this machine) share one workdir; both are SIGKILLed mid-run, the latest
@@ -24,7 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240  # per launch; a run takes seconds, so this much means a hang
 NUM_STEPS = 24
 EVAL_EVERY = 12
-# The README's multi-host command ("GPU, TPU VM, several hosts"), on a net small enough for CI.
+# docs/training.md's multi-host command ("GPU, TPU VM, several hosts"), on a net small enough
+# for CI.
 COMMAND = ("-m", "resnet_jax.train", "--config=experiments/configs/digits.py:resnet8",
            "--config.image_size=8", "--config.limit=64", "--config.batch_size=16",
            f"--config.num_steps={NUM_STEPS}", "--config.log_every=1",
@@ -80,7 +82,7 @@ def _env(tmp_path, **variables) -> dict[str, str]:
 
 
 def _launch(tmp_path, workdir, num_processes: int, port: int = 0) -> list[subprocess.Popen]:
-  """The README command once per process (one CPU device each), coordinated on 127.0.0.1:`port`;
+  """The docs' command once per process (one CPU device each), coordinated on 127.0.0.1:`port`;
   or, for `num_processes=0`, a single process with two devices."""
   launches = []
   for process_id in range(max(num_processes, 1)):
