@@ -120,7 +120,7 @@ lock: ## rewrite requirements/lock.txt: the newest versions, installed in a fres
 PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
 
 test: $(STAMP) ## the fast test suite (what CI runs)
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "not slow" --durations=15
 
 test-all: $(STAMP) ## every test, the slow smoke runs of each experiment included
 	$(PYTEST)

@@ -118,6 +118,7 @@ def test_concurrent_runs_train_side_by_side_and_summarize_like_one_experiment(tm
   assert (tmp_path / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_imagenet_18v34_reports_fig4_and_table2(tmp_path, prepared_imagenet):
   """He 2015's ImageNet experiment end to end on the fixture's photos (tiny widths): four runs
   streamed from the prepared directory, the 10-crop table beside the paper's, Fig. 4's curves."""

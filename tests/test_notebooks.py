@@ -24,6 +24,13 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
 notebook_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+# Their smoke runs train and analyse several nets each, or a ResNet-50 (about 55, 80 and 45 s on
+# 2 cores, the longest of the suite): executed by `make test-all`; the default suite executes the
+# other three (06's library calls are tested on their own in tests/test_pretrained_analyses.py).
+SLOW_TO_EXECUTE = ("03_lesion_ensembles.ipynb", "05_descendants.ipynb", "06_pretrained.ipynb")
+executed_params = pytest.mark.parametrize(
+    "path", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_TO_EXECUTE else p
+             for p in NOTEBOOKS], ids=lambda p: p.stem)
 
 
 def read(path: pathlib.Path) -> nbformat.NotebookNode:
@@ -88,7 +95,7 @@ def kernel_manager() -> AsyncKernelManager:
   return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ksm)
 
 
-@notebook_params
+@executed_params
 def test_notebook_executes(path, tmp_path, monkeypatch):
   monkeypatch.setenv("RESNET_JAX_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' smoke runs land in tmp_path
