@@ -100,12 +100,14 @@ def _evaluate(run: _Run, state: TrainState, step: int) -> None:
   errors = {}
   for split in ("val", "test"):
     result = run.feed.evaluate(state, split)
-    errors.update({f"{split}_error": result["error"], f"{split}_top5_error": result["top5_error"],
-                   f"{split}_loss": result["loss"]})
+    if result["count"]:  # no held-out images (val_size=0): no val entries, not 0/0
+      errors.update({f"{split}_error": result["error"],
+                     f"{split}_top5_error": result["top5_error"], f"{split}_loss": result["loss"]})
   _log(run, step, errors)
   if jax.process_index() == 0:
-    tqdm.tqdm.write(f"step {step}: val error {errors['val_error']:.4f}, "
-                    f"test error {errors['test_error']:.4f}")
+    tqdm.tqdm.write(f"step {step}: " + ", ".join(
+        f"{split} error {errors[f'{split}_error']:.4f}" for split in ("val", "test")
+        if f"{split}_error" in errors))
 
 
 def _check_finite(window: list[dict[str, float]], step: int, mngr) -> None:
