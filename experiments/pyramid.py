@@ -26,7 +26,8 @@ GPU time: not yet measured by this project.
 from resnet_jax.configs import experiment_config, parse_arg
 
 # On the CPU data sets the SD twin computes dropped branches and zeroes them (skip_dropped=False:
-# the same outputs and gradients; XLA:CPU runs convolution gradients in a conditional ~10x slower).
+# the same outputs and gradients), as its recorded results were measured; see
+# experiments/stochastic_depth.py for why, and why skipping no longer costs time on a CPU.
 CPU_MODELS = ("resnet32", "sd_resnet32:skip_dropped=False", "pyramidnet32_a48")
 MODELS = {
     "digits": CPU_MODELS,
