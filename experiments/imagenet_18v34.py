@@ -17,17 +17,18 @@ plain-34 28.54, ResNet-18 27.88, ResNet-34 25.03: the plain net degrades from 18
 (higher training error throughout, Fig. 4 left), the ResNet gains 2.8 points, and ResNet-18
 converges faster than plain-18. No GPU time measured by this project yet.
 """
-from resnet_jax.configs import STREAM_DATA, experiment_config, imagenet_recipe, stream_data
+from resnet_jax.configs import (
+  STREAM_DATA,
+  experiment_config,
+  imagenet_recipe,
+  parse_arg,
+  stream_data,
+)
 
 
 def get_config(arg: str = "imagenet"):
-  parts = [p for p in (arg or "imagenet").split(",") if p]
-  smoke = "smoke" in parts
-  rest = [p for p in parts if p != "smoke"]
-  if len(rest) > 1 or (rest and rest[0] not in STREAM_DATA):
-    raise ValueError(f"ARG must be DATA[,smoke] with DATA one of {tuple(STREAM_DATA)}, got "
-                     f"{arg!r}")
-  train = stream_data(imagenet_recipe("resnet18"), rest[0] if rest else "imagenet")
+  dataset, smoke = parse_arg(arg, tuple(STREAM_DATA), default="imagenet", name="DATA")
+  train = stream_data(imagenet_recipe("resnet18"), dataset)
   return experiment_config(
       "imagenet_18v34",
       ("plain18_imagenet", "plain34_imagenet", "resnet18_imagenet:A", "resnet34_imagenet:A"),

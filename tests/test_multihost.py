@@ -83,22 +83,28 @@ def _env(tmp_path, **variables) -> dict[str, str]:
   return env
 
 
+def _process(num_processes: int, process_id: int, port: int) -> tuple[list[str], dict[str, str]]:
+  """(extra flags, environment) of process `process_id` of `num_processes`, one CPU device each,
+  coordinated on 127.0.0.1:`port`; for `num_processes=0`, a single process with two devices."""
+  if not num_processes:
+    return [], {"JAX_NUM_CPU_DEVICES": "2"}
+  return ["--distributed"], {
+      "JAX_NUM_CPU_DEVICES": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+      "JAX_NUM_PROCESSES": str(num_processes), "JAX_PROCESS_ID": str(process_id),
+      # Bind the coordinator to loopback (JAX's default listens on every interface).
+      "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"}
+
+
 def _launch(tmp_path, workdir, num_processes: int, port: int = 0) -> list[subprocess.Popen]:
   """The docs' command once per process (one CPU device each), coordinated on 127.0.0.1:`port`;
   or, for `num_processes=0`, a single process with two devices."""
   launches = []
   for process_id in range(max(num_processes, 1)):
     tag = f"{workdir.name}_{process_id}"
-    variables = {"JAX_NUM_CPU_DEVICES": "2", "RESNET_JAX_TEST_WORKDIR": str(workdir)}
-    extra = []
+    extra, variables = _process(num_processes, process_id, port)
+    variables["RESNET_JAX_TEST_WORKDIR"] = str(workdir)
     if num_processes:
-      extra = ["--distributed"]
-      variables.update(
-          JAX_NUM_CPU_DEVICES="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-          JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(process_id),
-          # Bind the coordinator to loopback (JAX's default listens on every interface).
-          JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}",
-          RESNET_JAX_TEST_WRITES=str(tmp_path / f"writes_{tag}.txt"))
+      variables["RESNET_JAX_TEST_WRITES"] = str(tmp_path / f"writes_{tag}.txt")
     with open(tmp_path / f"log_{tag}.txt", "ab") as log:
       launches.append(subprocess.Popen(
           [sys.executable, *COMMAND, *extra, f"--workdir={workdir}"], cwd=REPO,

@@ -11,7 +11,7 @@ import time
 import chex
 import pytest
 from imagenet_fixture import make_prepared
-from test_multihost import REPO, TIMEOUT_S, _env, _fail, _free_port, _kill, _wait
+from test_multihost import REPO, TIMEOUT_S, _env, _fail, _free_port, _kill, _process, _wait
 
 from resnet_jax import checkpoint, metrics_io
 
@@ -52,14 +52,7 @@ def _launch(tmp_path, data_dir, workdir, num_processes, port=0, kill_after=None,
   (hook_dir / "sitecustomize.py").write_text(KILL_HOOK)
   launches = []
   for process_id in range(max(num_processes, 1)):
-    variables = {"JAX_NUM_CPU_DEVICES": "2"}
-    extra = []
-    if num_processes:
-      extra = ["--distributed"]
-      variables.update(
-          JAX_NUM_CPU_DEVICES="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-          JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(process_id),
-          JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}")
+    extra, variables = _process(num_processes, process_id, port)
     if kill_after is not None:
       variables["RESNET_JAX_TEST_KILL_AFTER"] = str(kill_after)
     env = _env(tmp_path, **variables)

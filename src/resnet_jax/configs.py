@@ -282,15 +282,17 @@ def experiment_config(name: str, models, *, dataset: str = "", smoke: bool = Fal
   return c
 
 
-def parse_arg(arg: str) -> tuple[str, bool]:
-  """An experiment config's ARG "DATASET[,smoke]" -> (dataset, smoke)."""
-  parts = [p for p in (arg or "digits").split(",") if p]
+def parse_arg(arg: str, datasets: tuple[str, ...] = RECIPE_DATASETS, default: str = "digits",
+              name: str = "DATASET") -> tuple[str, bool]:
+  """An experiment config's ARG "DATASET[,smoke]" -> (dataset, smoke); DATASET one of
+  `datasets` (`name` in the error), `default` when absent."""
+  parts = [p for p in (arg or default).split(",") if p]
   smoke = "smoke" in parts
   rest = [p for p in parts if p != "smoke"]
-  if len(rest) > 1 or (rest and rest[0] not in RECIPE_DATASETS):
-    raise ValueError(f"ARG must be DATASET[,smoke] with DATASET one of {RECIPE_DATASETS}, got "
+  if len(rest) > 1 or (rest and rest[0] not in datasets):
+    raise ValueError(f"ARG must be {name}[,smoke] with {name} one of {tuple(datasets)}, got "
                      f"{arg!r}")
-  return (rest[0] if rest else "digits"), smoke
+  return (rest[0] if rest else default), smoke
 
 
 def split_spec(spec: str) -> tuple[str, str, str]:
