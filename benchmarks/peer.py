@@ -192,6 +192,11 @@ class PeerRun:
     return self.peer.call("run", key=self.key, steps=num_steps)["seconds"]
 
 
+def progress(message: str) -> None:
+  """One line on stderr, so a long run shows where it is (stdout carries the JSON rows)."""
+  print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def ours_name(options: str) -> str:
   return f"ours[{options}]" if options else "ours"
 
@@ -215,15 +220,18 @@ def bench_model(name: str, model_variants: list[str], args, peer: Peer,
           options=configs.parse_model_options(model_options), variant=variant,
           batch_size=args.batch_size, image_size=args.image_size, num_classes=10,
           dtype=args.dtype)
+    for key, runner in group.items():
+      progress(f"{name}[{model_options}] {key}: set up and warmed up in {runner.setup_s:.1f} s")
     counts = {key: runner.params for key, runner in group.items()}
     if len(set(counts.values())) != 1:
       sys.exit(f"{name}[{model_options}]: the nets differ in parameter count: {counts}")
     groups.append((model_options, group))
     runners.update({(model_options, key): runner for key, runner in group.items()})
   times = {key: [] for key in runners}
-  for _ in range(args.rounds):
+  for round_index in range(args.rounds):
     for key, runner in runners.items():
       times[key].append(runner.run(args.steps))
+    progress(f"{name}: round {round_index + 1} of {args.rounds} done")
   ours = [ours_name(o) for o in args.ours]
 
   def ratio(a, b) -> float:
