@@ -170,7 +170,7 @@ bench-input: $(STAMP) ## the streamed input path: decode, pipeline with 1 and 2 
 	$(PY) benchmarks/versions.py
 	$(PY) benchmarks/input.py
 
-bench-xla-cpu: $(STAMP) ## minimal reproductions of two XLA:CPU traps in convolution gradients
+bench-xla-cpu: $(STAMP) ## minimal reproductions of three XLA:CPU traps in convolutions
 	$(PY) benchmarks/xla_cpu_traps.py
 
 bench-analysis: $(STAMP) ## speed of the exact path decomposition and the lesion sweeps

@@ -1,4 +1,4 @@
-"""Two traps of XLA's CPU backend in convolution gradients, as minimal reproductions in plain JAX.
+"""Three traps of XLA's CPU backend in convolutions, as minimal reproductions in plain JAX.
 
 `python benchmarks/xla_cpu_traps.py` prints one JSON line per case and variant (ms per call, the
 best of `--rounds` alternated rounds, and the median paired ratio to the first variant).
@@ -20,6 +20,17 @@ best of `--rounds` alternated rounds, and the median paired ratio to the first v
    elementwise ops that computed x_i, duplicating them, and x_i is a chain of adds and ReLUs back
    to the first block: block i recomputes i blocks' elementwise work, so the cost per block grows
    with n. The rows give ms per block at each n; the barrier keeps it flat.
+3. "small_input": a 3x3 convolution (padding 1, batch 32, C -> C channels) of an input smaller
+   than its kernel, forward and both gradients, against the same convolution of a 4x4 input.
+   XLA swaps such a convolution's operands (dim_labels `01fb_o01i->f01b`, the kernel slid over
+   by the input), a form its CPU backend runs as a naive loop. On a 2-core x86 CPU (jax 0.12,
+   2026-12-03, `--cases=small_input`), forward and both gradients at 512 channels: a 2x2 input
+   583.5 ms with jax's convolution (3.1 GFLOP/s of the nominal FLOPs) against 13.4 ms as
+   `layers.sliced_grad_conv`'s patches matmul (135 GFLOP/s); 1x1: 31.1 against 4.6 ms; a 4x4
+   input, not swapped, 67.4 against 62.7 ms (the canonical gradients, no patches). FractalNet's
+   last block on 32x32 images is such convolutions (2x2x512): they were most of its train step.
+   The rows give ms and GFLOP/s (three convolutions' nominal FLOPs: forward and two gradients)
+   for jax's convolution and for `layers.sliced_grad_conv(1)`.
 """
 import argparse
 import json
@@ -35,6 +46,7 @@ from versions import versions  # this directory
 from resnet_jax.models import layers
 
 DN = ("NHWC", "HWIO", "NHWC")
+CASES = ("control_flow", "residual_chain", "small_input")
 
 
 def conv_fn(kind: str):
@@ -73,6 +85,12 @@ def chain_grad(kind: str):
   return jax.jit(jax.grad(loss))
 
 
+def small_input_grad(kind: str):
+  """The value and both gradients of sum(sin(conv(x, w)))."""
+  conv = conv_fn(kind)
+  return jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), argnums=(0, 1)))
+
+
 def best_and_ratios(fns: dict, args: dict, rounds: int, calls: int) -> dict:
   """{key: (best seconds per call, median paired ratio to the first key)}, alternated rounds."""
   for key, fn in fns.items():
@@ -95,25 +113,32 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--depths", default="3,9,18", help="blocks of the residual chain")
+  parser.add_argument("--cases", default=",".join(CASES), help="which of " + ", ".join(CASES))
+  parser.add_argument("--sizes", default="1,2,4", help="input sizes of the small-input case")
+  parser.add_argument("--channels", type=int, default=512, help="of the small-input case")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--calls", type=int, default=3, help="timed calls per round")
   args = parser.parse_args()
+  cases = args.cases.split(",")
+  if not set(cases) <= set(CASES):
+    parser.error(f"--cases must be among {', '.join(CASES)}, got {args.cases!r}")
   print(json.dumps(versions()), flush=True)
   load = lambda: os.getloadavg()[0]
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((args.batch_size, 32, 32, 16), np.float32))
   w = jnp.asarray(rng.standard_normal((3, 3, 16, 16), np.float32) / 12)
 
-  fns = {(kind, place): fn for kind in ("jax", "canonical")
-         for place, fn in control_flow_cases(kind).items()}
-  result = best_and_ratios(fns, {key: (x, w, jnp.float32(1)) for key in fns}, args.rounds,
-                           args.calls)
-  for (kind, place), (seconds, ratio) in result.items():
-    print(json.dumps({"case": "control_flow", "gradient": kind, "place": place,
-                      "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
-                      "ratio_to_jax_plain": round(ratio, 3), "load": load()}), flush=True)
+  if "control_flow" in cases:
+    fns = {(kind, place): fn for kind in ("jax", "canonical")
+           for place, fn in control_flow_cases(kind).items()}
+    result = best_and_ratios(fns, {key: (x, w, jnp.float32(1)) for key in fns}, args.rounds,
+                             args.calls)
+    for (kind, place), (seconds, ratio) in result.items():
+      print(json.dumps({"case": "control_flow", "gradient": kind, "place": place,
+                        "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
+                        "ratio_to_jax_plain": round(ratio, 3), "load": load()}), flush=True)
 
-  for n in (int(d) for d in args.depths.split(",")):
+  for n in (int(d) for d in args.depths.split(",") if "residual_chain" in cases):
     ws = [w * (1 + 0.01 * i) for i in range(n)]
     fns = {kind: chain_grad(kind) for kind in ("jax", "canonical")}
     result = best_and_ratios(fns, {kind: (ws, x) for kind in fns}, args.rounds, args.calls)
@@ -122,6 +147,20 @@ def main():
                         "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
                         "ms_per_block": round(1000 * seconds / n, 2),
                         "ratio_to_jax": round(ratio, 3), "load": load()}), flush=True)
+
+  c = args.channels
+  small_w = jnp.asarray(rng.standard_normal((3, 3, c, c), np.float32) / (3 * c ** 0.5))
+  for size in (int(s) for s in args.sizes.split(",") if "small_input" in cases):
+    small_x = jnp.asarray(rng.standard_normal((args.batch_size, size, size, c), np.float32))
+    fns = {kind: small_input_grad(kind) for kind in ("jax", "canonical")}
+    result = best_and_ratios(fns, {kind: (small_x, small_w) for kind in fns}, args.rounds,
+                             args.calls)
+    gflop = 3 * 2 * args.batch_size * size * size * 9 * c * c / 1e9
+    for kind, (seconds, ratio) in result.items():
+      print(json.dumps({"case": "small_input", "gradient": kind, "size": size, "channels": c,
+                        "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
+                        "gflop_per_s": round(gflop / seconds, 1), "ratio_to_jax": round(ratio, 3),
+                        "load": load()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ Names (He et al. 2015, 2016; `registry.FAMILIES` lists every family):
 Options (keyword arguments of `get_model`): `shortcut` ("A" | "B" | "C") for residual nets,
 `stride_in_3x3` for ImageNet bottleneck nets, `widths` (one per stage) and `scan_unroll` (how
 many of a stage's identical blocks run per loop step; see `stages.py`) for the ResNets, and
-`conv_grad_chunks` for every net built on `network.ResNet`: the slices of the batch on which
-each 3x3 conv computes its kernel gradient (`layers.sliced_grad_conv`; the same values and
-gradients; by default 8 where JAX's backend is the CPU, where it is faster, else 1).
+`conv_grad_chunks` for every net: above 1, the 3x3 convs (and DenseNet's 1x1 convs) are
+`layers.sliced_grad_conv`, which computes the kernel gradient on that many slices of the batch and
+runs what XLA's CPU backend runs slowly in other forms (the same values and gradients; by
+default 8 where JAX's backend is the CPU, where it is faster, else 1: the plain convolution).
 
 Every model but FractalNet is a `network.ResNet` or a `densenet.DenseNet`: `num_blocks`,
 `stage_sizes`, `block_names()`, `is_residual` and `reorderable` describe its blocks for the

@@ -42,11 +42,14 @@ _CANONICAL = ("NHWC", "HWIO", "NHWC")
 def _conv_input_grad(g: jax.Array, kernel: jax.Array, in_hw: Sequence[int], strides, pads,
                      **kwargs) -> jax.Array:
   """The cotangent of a conv's input, itself a conv in XLA's canonical NHWC/HWIO form: g,
-  dilated by the strides, against the kernel flipped in space with its features swapped."""
+  dilated by the strides, against the kernel flipped in space with its features swapped (as
+  patches where g is smaller than the kernel)."""
   flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
   padding = [(k - 1 - lo, size + lo - (out - 1) * s - 1)
              for k, size, out, s, (lo, _) in zip(kernel.shape[:2], in_hw, g.shape[1:3], strides,
                                                  pads)]
+  if _smaller_than_window(g, kernel):
+    return _patches_conv(g, flipped, (1, 1), padding, lhs_dilation=strides, **kwargs)
   return jax.lax.conv_general_dilated(g, flipped, (1, 1), padding, lhs_dilation=strides,
                                       dimension_numbers=_CANONICAL, **kwargs)
 
@@ -63,6 +66,33 @@ def _conv_kernel_grad(x: jax.Array, g: jax.Array, kernel_hw: Sequence[int], stri
                                      (1, 1), padding, rhs_dilation=strides,
                                      dimension_numbers=_CANONICAL, **kwargs)
   return jnp.transpose(out, (1, 2, 0, 3))
+
+
+def _smaller_than_window(x: jax.Array, kernel: jax.Array) -> bool:
+  """Whether an NHWC input is smaller than an HWIO kernel in a spatial dimension: the convolutions
+  that XLA's CPU backend rewrites with lhs and rhs swapped (the kernel slid over by the input),
+  into a form that it runs as a naive loop (a 2x2x512 input about 40x slower per FLOP than a
+  4x4 one, `benchmarks/xla_cpu_traps.py`)."""
+  return any(size < window for size, window in zip(x.shape[1:3], kernel.shape[:2]))
+
+
+def _patches_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads,
+                  lhs_dilation: Sequence[int] = (1, 1), **kwargs) -> jax.Array:
+  """An NHWC/HWIO convolution as one matmul: the input padded (and dilated), its kh * kw shifted
+  (strided) views concatenated along the features, against the kernel as [kh * kw * C, C'].
+  For inputs smaller than the kernel (`_smaller_than_window`), where the patches are few; its
+  gradients are pads, slices and matmuls, no convolution. `kwargs`: `precision` and
+  `preferred_element_type`, as `lax.conv_general_dilated` takes them."""
+  kh, kw, cin, cout = kernel.shape
+  padded = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                       [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)),
+                        (0, 0, 0)])
+  out_h, out_w = ((size - window) // s + 1
+                  for size, window, s in zip(padded.shape[1:3], (kh, kw), strides))
+  views = [padded[:, i:i + (out_h - 1) * strides[0] + 1:strides[0],
+                  j:j + (out_w - 1) * strides[1] + 1:strides[1]]
+           for i in range(kh) for j in range(kw)]
+  return jnp.dot(jnp.concatenate(views, axis=-1), kernel.reshape(kh * kw * cin, cout), **kwargs)
 
 
 @functools.cache
@@ -85,7 +115,12 @@ def sliced_grad_conv(chunks: int) -> Callable[..., jax.Array]:
       from block to block): every block recomputed the chain back to the stem, a cost that grew
       with the square of the depth (`benchmarks/xla_cpu_traps.py`, `make bench-peer`);
     * the kernel gradient, the slowest part of a CIFAR ResNet's step here, runs about twice as
-      fast on slices of 16 images, whose activations stay in the L2 cache.
+      fast on slices of 16 images, whose activations stay in the L2 cache;
+    * a convolution whose input is smaller than its kernel (a 3x3 conv of a 2x2 or 1x1 map:
+      FractalNet's last block on 32x32 images, the last stages of small-image nets) is
+      rewritten by XLA with its operands swapped into a form it runs as a naive loop (2x2x512:
+      about 40x slower per FLOP); such convs (forward, or the input gradient of one whose output is
+      smaller than its kernel) run here as one matmul over their patches (`_patches_conv`).
   Reverse-mode only (a custom VJP): forward-mode differentiation of such a conv raises. Other
   layouts, dilations or feature groups get the plain convolution. Cached, so that models built
   with the same option compare equal.
@@ -111,6 +146,8 @@ def sliced_grad_conv(chunks: int) -> Callable[..., jax.Array]:
     strides = tuple(window_strides)
     pads = (jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
             if isinstance(padding, str) else tuple(tuple(p) for p in padding))
+    if _smaller_than_window(lhs, rhs) and all(p >= 0 for pair in pads for p in pair):
+      return _patches_conv(lhs, rhs, strides, pads, **kwargs)
     slices = max(1, min(chunks, lhs.shape[0] // MIN_GRAD_SLICE))
 
     @jax.custom_vjp
@@ -142,8 +179,13 @@ def conv3x3(features: int, *, strides: int = 1, grad_chunks: int = 1, name: str 
                  name=name)
 
 
-conv1x1 = functools.partial(nn.Conv, kernel_size=(1, 1), padding=0, use_bias=False,
-                            kernel_init=he_normal)
+def conv1x1(features: int, *, strides: int = 1, grad_chunks: int = 1, name: str | None = None
+            ) -> nn.Conv:
+  """A 1x1 convolution, no bias, He init; `grad_chunks` as `conv3x3`'s."""
+  return nn.Conv(features, (1, 1), strides=strides, padding=0, use_bias=False,
+                 kernel_init=he_normal,
+                 conv_general_dilated=sliced_grad_conv(grad_chunks) if grad_chunks > 1 else None,
+                 name=name)
 
 # Flax momentum 0.9 is PyTorch/Torch7 momentum 0.1, the convention of the papers' code
 # (fb.resnet.torch); Flax's own default of 0.99 adapts ten times slower. epsilon 1e-5 likewise.

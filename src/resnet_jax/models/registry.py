@@ -36,14 +36,10 @@ def _with_drops(name: str, model: nn.Module, drops: dict[str, Any]) -> nn.Module
   return model.clone(**drops)
 
 
-def _with_conv_grad_chunks(name: str, model: nn.Module, chunks: int | None) -> nn.Module:
-  """`model` whose 3x3 convolutions compute their kernel gradients on `chunks` slices of the
-  batch (`layers.sliced_grad_conv`); None: the backend's default, decided here once."""
-  if not isinstance(model, network.ResNet):
-    if chunks is not None:
-      raise ValueError(f"conv_grad_chunks applies to the nets built on network.ResNet; {name} is "
-                       "not one")
-    return model
+def _with_conv_grad_chunks(model: nn.Module, chunks: int | None) -> nn.Module:
+  """`model` whose convolutions compute their kernel gradients on `chunks` slices of the batch
+  (`layers.sliced_grad_conv`); None: the backend's default, decided here once. Every family
+  has the option."""
   if chunks is None:
     chunks = layers.default_conv_grad_chunks()
   return model.clone(conv_grad_chunks=layers.check_conv_grad_chunks(chunks))
@@ -72,5 +68,5 @@ def get_model(name: str, *, num_classes: int = 10, **overrides: Any) -> nn.Modul
       model = family.build(*numbers, num_classes=num_classes, **overrides)
     except UnknownDepthError as err:
       raise ValueError(f"unknown model {name!r}: {err}; valid names: {_names_help()}") from None
-    return _with_conv_grad_chunks(name, _with_drops(name, model, drops), chunks)
+    return _with_conv_grad_chunks(_with_drops(name, model, drops), chunks)
   raise ValueError(f"unknown model {name!r}; valid names: {_names_help()}")
