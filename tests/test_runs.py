@@ -216,10 +216,11 @@ def test_command_line_errors_are_one_plain_line(tmp_path):
       ([sys.executable, "-m", "resnet_jax.train", "--config=experiments/configs/nope.py",
         f"--workdir={tmp_path}/c"], "experiments/configs/nope.py: [Errno 2] No such file"),
   ]
-  for command, expected in cases:
-    _assert_one_plain_error(_run(command), expected)
+  done = [_run(command) for command, _ in cases]
+  for result, (_, expected) in zip(done, cases):
+    _assert_one_plain_error(result, expected)
   # A workdir of another config, after a first run there.
   assert _run(_command(tmp_path / "b", "--config.num_steps=2")).returncode == 0
   _assert_one_plain_error(_run(_command(tmp_path / "b", "--config.num_steps=3")),
                           "another config")
-  assert "\\n" not in _run(cases[2][0]).stderr  # the suggestion is shown, not its escape
+  assert "\\n" not in done[2].stderr  # the suggestion is shown, not its escape
