@@ -116,8 +116,9 @@ lock: ## rewrite requirements/lock.txt: the newest versions, installed in a fres
 	@echo "wrote $(LOCK)"
 
 # One worker per core (pytest-xdist), each file on one worker so its compiled functions are
-# reused: most of a test's time is XLA compiling, which runs on one core.
-PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+# reused: most of a test's time is XLA compiling, which runs on one core. Files are handed out in
+# collection order, the longest first (tests/conftest.py), not by their number of tests.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) ## the fast test suite (what CI runs)
 	$(PYTEST) -m "not slow" --durations=15
