@@ -138,29 +138,31 @@ def main():
                         "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
                         "ratio_to_jax_plain": round(ratio, 3), "load": load()}), flush=True)
 
-  for n in (int(d) for d in args.depths.split(",") if "residual_chain" in cases):
-    ws = [w * (1 + 0.01 * i) for i in range(n)]
-    fns = {kind: chain_grad(kind) for kind in ("jax", "canonical")}
-    result = best_and_ratios(fns, {kind: (ws, x) for kind in fns}, args.rounds, args.calls)
-    for kind, (seconds, ratio) in result.items():
-      print(json.dumps({"case": "residual_chain", "gradient": kind, "blocks": n,
-                        "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
-                        "ms_per_block": round(1000 * seconds / n, 2),
-                        "ratio_to_jax": round(ratio, 3), "load": load()}), flush=True)
+  if "residual_chain" in cases:
+    for n in (int(d) for d in args.depths.split(",")):
+      ws = [w * (1 + 0.01 * i) for i in range(n)]
+      fns = {kind: chain_grad(kind) for kind in ("jax", "canonical")}
+      result = best_and_ratios(fns, {kind: (ws, x) for kind in fns}, args.rounds, args.calls)
+      for kind, (seconds, ratio) in result.items():
+        print(json.dumps({"case": "residual_chain", "gradient": kind, "blocks": n,
+                          "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
+                          "ms_per_block": round(1000 * seconds / n, 2),
+                          "ratio_to_jax": round(ratio, 3), "load": load()}), flush=True)
 
-  c = args.channels
-  small_w = jnp.asarray(rng.standard_normal((3, 3, c, c), np.float32) / (3 * c ** 0.5))
-  for size in (int(s) for s in args.sizes.split(",") if "small_input" in cases):
-    small_x = jnp.asarray(rng.standard_normal((args.batch_size, size, size, c), np.float32))
-    fns = {kind: small_input_grad(kind) for kind in ("jax", "canonical")}
-    result = best_and_ratios(fns, {kind: (small_x, small_w) for kind in fns}, args.rounds,
-                             args.calls)
-    gflop = 3 * 2 * args.batch_size * size * size * 9 * c * c / 1e9
-    for kind, (seconds, ratio) in result.items():
-      print(json.dumps({"case": "small_input", "gradient": kind, "size": size, "channels": c,
-                        "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
-                        "gflop_per_s": round(gflop / seconds, 1), "ratio_to_jax": round(ratio, 3),
-                        "load": load()}), flush=True)
+  if "small_input" in cases:
+    c = args.channels
+    small_w = jnp.asarray(rng.standard_normal((3, 3, c, c), np.float32) / (3 * c ** 0.5))
+    for size in (int(s) for s in args.sizes.split(",")):
+      small_x = jnp.asarray(rng.standard_normal((args.batch_size, size, size, c), np.float32))
+      fns = {kind: small_input_grad(kind) for kind in ("jax", "canonical")}
+      result = best_and_ratios(fns, {kind: (small_x, small_w) for kind in fns}, args.rounds,
+                               args.calls)
+      gflop = 3 * 2 * args.batch_size * size * size * 9 * c * c / 1e9
+      for kind, (seconds, ratio) in result.items():
+        print(json.dumps({"case": "small_input", "gradient": kind, "size": size, "channels": c,
+                          "batch_size": args.batch_size, "ms": round(1000 * seconds, 2),
+                          "gflop_per_s": round(gflop / seconds, 1),
+                          "ratio_to_jax": round(ratio, 3), "load": load()}), flush=True)
 
 
 if __name__ == "__main__":

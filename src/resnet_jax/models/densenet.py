@@ -176,7 +176,8 @@ class DenseNet(nn.Module):
           features, gates, controls.slice(offset, offset + n), train)
       offset += n
       if s < len(transitions):
-        features, gates = Transition(transitions[s], self.dropout, self.conv_grad_chunks,
+        features, gates = Transition(transitions[s], self.dropout,
+                                     conv_grad_chunks=self.conv_grad_chunks,
                                      name=f"transition{s + 1}")(features, gates, train)
     x = layers.dense_read(features, gates, layers.batch_norm(train, "final_bn"))
     return nn.Dense(self.num_classes, name="head")(jnp.mean(x, axis=(1, 2)))

@@ -157,9 +157,8 @@ class FractalNet(nn.Module):
 
   def _conv(self, x, width, rate, policy, name):
     train = policy["train"]
-    conv = (layers.sliced_grad_conv(self.conv_grad_chunks) if self.conv_grad_chunks > 1
-            else None)
-    x = nn.Conv(width, (3, 3), padding=1, kernel_init=xavier, conv_general_dilated=conv,
+    x = nn.Conv(width, (3, 3), padding=1, kernel_init=xavier,
+                conv_general_dilated=layers.conv_op(self.conv_grad_chunks),
                 name=f"{name}_conv")(x)
     if rate:
       x = nn.Dropout(rate, deterministic=not train, name=f"{name}_dropout")(x)

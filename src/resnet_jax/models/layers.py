@@ -169,14 +169,19 @@ def sliced_grad_conv(chunks: int) -> Callable[..., jax.Array]:
   return conv
 
 
+def conv_op(grad_chunks: int) -> Callable[..., jax.Array] | None:
+  """`nn.Conv`'s `conv_general_dilated` for a net's `conv_grad_chunks`: `sliced_grad_conv` above
+  1, else None (Flax's own, the plain convolution)."""
+  return sliced_grad_conv(grad_chunks) if grad_chunks > 1 else None
+
+
 def conv3x3(features: int, *, strides: int = 1, grad_chunks: int = 1, name: str | None = None
             ) -> nn.Conv:
   """A 3x3 convolution, padding 1, no bias, He init; `grad_chunks` > 1 computes its kernel
   gradient on slices of the batch (`sliced_grad_conv`: the same values and gradients)."""
   return nn.Conv(features, (3, 3), strides=strides, padding=1, use_bias=False,
                  kernel_init=he_normal,
-                 conv_general_dilated=sliced_grad_conv(grad_chunks) if grad_chunks > 1 else None,
-                 name=name)
+                 conv_general_dilated=conv_op(grad_chunks), name=name)
 
 
 def conv1x1(features: int, *, strides: int = 1, grad_chunks: int = 1, name: str | None = None
@@ -184,8 +189,8 @@ def conv1x1(features: int, *, strides: int = 1, grad_chunks: int = 1, name: str 
   """A 1x1 convolution, no bias, He init; `grad_chunks` as `conv3x3`'s."""
   return nn.Conv(features, (1, 1), strides=strides, padding=0, use_bias=False,
                  kernel_init=he_normal,
-                 conv_general_dilated=sliced_grad_conv(grad_chunks) if grad_chunks > 1 else None,
-                 name=name)
+                 conv_general_dilated=conv_op(grad_chunks), name=name)
+
 
 # Flax momentum 0.9 is PyTorch/Torch7 momentum 0.1, the convention of the papers' code
 # (fb.resnet.torch); Flax's own default of 0.99 adapts ten times slower. epsilon 1e-5 likewise.
